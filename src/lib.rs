@@ -1,0 +1,4 @@
+//! keyward: an embedded authorization engine for APIs called with API keys.
+#![forbid(unsafe_code)]
+
+pub mod token;
