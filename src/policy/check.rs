@@ -1,0 +1,748 @@
+//! Semantic checks: every name resolves, nothing is defined twice, no cycles, every grant can apply.
+//! Turns the syntax tree into a [`Model`], or explains with located diagnostics why it cannot.
+
+use std::collections::HashMap;
+
+use super::ast::{self, ActionList, CredentialDecl, Item, KeyRule, Name, UnauthenticatedDecl};
+use super::model::*;
+use crate::diag::{Diagnostic, Span};
+
+/// Most scope kinds a policy may declare (kinds are a 64-bit mask in the compiled form).
+pub const MAX_KINDS: usize = 64;
+/// Deepest scope hierarchy.
+pub const MAX_DEPTH: usize = 16;
+/// Most actions a policy may declare.
+pub const MAX_ACTIONS: usize = 4096;
+/// Most roles a policy may declare.
+pub const MAX_ROLES: usize = 200_000;
+/// Longest chain of role inclusions.
+pub const MAX_INCLUDE_DEPTH: usize = 32;
+
+/// Checks a parsed policy. Returns the model when there is no error, and every diagnostic found.
+/// `text` is the source the spans point into (used to name lines in hints).
+pub fn check(policy: &ast::Policy, text: &str) -> (Option<Model>, Vec<Diagnostic>) {
+    let mut c = Checker {
+        text,
+        ..Checker::default()
+    };
+    c.run(policy);
+    let has_errors = c.diags.iter().any(Diagnostic::is_error);
+    c.diags.sort_by_key(|d| d.span.start);
+    (if has_errors { None } else { Some(c.model) }, c.diags)
+}
+
+#[derive(Default)]
+struct Checker<'t> {
+    text: &'t str,
+    model: Model,
+    diags: Vec<Diagnostic>,
+    kind_ids: HashMap<String, KindId>,
+    kind_spans: Vec<Span>,
+    action_ids: HashMap<String, ActionId>,
+    action_spans: Vec<Span>,
+    group_ids: HashMap<String, usize>,
+    role_ids: HashMap<String, RoleId>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, msg: String, span: Span) -> &mut Diagnostic {
+        self.diags.push(Diagnostic::error(msg, span));
+        let last = self.diags.len() - 1;
+        &mut self.diags[last]
+    }
+
+    /// "defined twice" error with a hint naming the line of the first definition.
+    fn duplicate(&mut self, what: &str, name: &Name, first: Option<Span>) {
+        self.error(format!("{what} `{}` is defined twice", name.text), name.span.clone());
+        if let Some(first) = first {
+            let start = first.start.min(self.text.len());
+            let line = self.text.get(..start).map_or(0, |t| t.matches('\n').count()) + 1;
+            self.help(format!("the first definition is on line {line}"));
+        }
+    }
+
+    fn help(&mut self, help: impl Into<String>) {
+        if let Some(d) = self.diags.last_mut() {
+            d.help = Some(help.into());
+        }
+    }
+
+    fn run(&mut self, p: &ast::Policy) {
+        self.declare_kinds(p);
+        self.declare_actions(p);
+        self.declare_groups(p);
+        self.declare_roles(p);
+        for item in &p.items {
+            match item {
+                Item::SelfAccess(s) => self.self_rule(s),
+                Item::Deny(d) => self.deny_rule(d),
+                _ => {}
+            }
+        }
+        self.blocks(p);
+    }
+
+    // ---- scope kinds -------------------------------------------------------------------------
+
+    fn declare_kinds(&mut self, p: &ast::Policy) {
+        let decls: Vec<&ast::ScopeDecl> = p
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Scope(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        for s in &decls {
+            if let Some(&prev) = self.kind_ids.get(&s.name.text) {
+                let prev_span = self.kind_spans[usize::from(prev)].clone();
+                self.duplicate("scope kind", &s.name, Some(prev_span));
+                continue;
+            }
+            if self.model.kinds.len() >= MAX_KINDS {
+                self.error(
+                    format!("too many scope kinds: at most {MAX_KINDS}"),
+                    s.name.span.clone(),
+                );
+                return;
+            }
+            let id = self.model.kinds.len() as KindId;
+            self.kind_ids.insert(s.name.text.clone(), id);
+            self.kind_spans.push(s.name.span.clone());
+            self.model.kinds.push(Kind {
+                name: s.name.text.clone(),
+                parent: None,
+            });
+        }
+        for s in &decls {
+            let Some(parent) = &s.parent else { continue };
+            let Some(&id) = self.kind_ids.get(&s.name.text) else {
+                continue;
+            };
+            if self.kind_spans[usize::from(id)] != s.name.span {
+                continue; // a duplicate, already reported
+            }
+            match self.kind_ids.get(&parent.text) {
+                Some(&pid) if pid == id => {
+                    self.error(
+                        format!("scope kind `{}` is its own parent", s.name.text),
+                        parent.span.clone(),
+                    );
+                }
+                Some(&pid) => self.model.kinds[usize::from(id)].parent = Some(pid),
+                None => self.unknown_kind(parent),
+            }
+        }
+        // Cycles and depth: walk up from each kind.
+        for id in 0..self.model.kinds.len() {
+            let mut seen = vec![id];
+            let mut cur = self.model.kinds[id].parent;
+            while let Some(p) = cur {
+                let p = usize::from(p);
+                if seen.contains(&p) {
+                    if p == id {
+                        let chain: Vec<String> = seen
+                            .iter()
+                            .chain(std::iter::once(&id))
+                            .map(|k| format!("`{}`", self.model.kinds[*k].name))
+                            .collect();
+                        let span = self.kind_spans[id].clone();
+                        self.error(
+                            format!("scope kinds form a cycle: {}", chain.join(" under ")),
+                            span,
+                        );
+                        self.help("the scope kinds must form a tree: give the top kind no `under`");
+                    }
+                    // Break the cycle so later walks terminate.
+                    self.model.kinds[id].parent = None;
+                    break;
+                }
+                seen.push(p);
+                if seen.len() > MAX_DEPTH {
+                    let span = self.kind_spans[id].clone();
+                    self.error(
+                        format!("the scope hierarchy is deeper than {MAX_DEPTH} levels"),
+                        span,
+                    );
+                    self.model.kinds[id].parent = None;
+                    break;
+                }
+                cur = self.model.kinds[p].parent;
+            }
+        }
+    }
+
+    fn unknown_kind(&mut self, n: &Name) {
+        let known: Vec<&str> = self.model.kinds.iter().map(|k| k.name.as_str()).collect();
+        let suggestion = suggest(&n.text, &known).map(str::to_string);
+        self.error(format!("unknown scope kind `{}`", n.text), n.span.clone());
+        match suggestion {
+            Some(s) => self.help(format!("did you mean `{s}`?")),
+            None => self.help("declare it with `scope NAME;` or `scope NAME under PARENT;`"),
+        }
+    }
+
+    fn kind(&mut self, n: &Name) -> Option<KindId> {
+        match self.kind_ids.get(&n.text) {
+            Some(&k) => Some(k),
+            None => {
+                self.unknown_kind(n);
+                None
+            }
+        }
+    }
+
+    // ---- actions and groups ------------------------------------------------------------------
+
+    fn declare_actions(&mut self, p: &ast::Policy) {
+        for item in &p.items {
+            let Item::Action(a) = item else { continue };
+            for n in &a.names {
+                if n.text == "*" {
+                    continue;
+                }
+                if let Some(&prev) = self.action_ids.get(&n.text) {
+                    let first = self.action_spans.get(prev as usize).cloned();
+                    self.duplicate("action", n, first);
+                    continue;
+                }
+                if self.model.actions.len() >= MAX_ACTIONS {
+                    self.error(format!("too many actions: at most {MAX_ACTIONS}"), n.span.clone());
+                    return;
+                }
+                let access = match a.access {
+                    Some(acc) => acc,
+                    None => {
+                        self.error(
+                            format!("action `{}` is not declared read or write", n.text),
+                            n.span.clone(),
+                        );
+                        self.help(format!(
+                            "write `action {}: read;` or `action {}: write;`",
+                            n.text, n.text
+                        ));
+                        ast::Access::Write
+                    }
+                };
+                let id = self.model.actions.len() as ActionId;
+                self.action_ids.insert(n.text.clone(), id);
+                self.action_spans.push(n.span.clone());
+                self.model.actions.push(Action {
+                    name: n.text.clone(),
+                    access,
+                });
+            }
+        }
+    }
+
+    fn declare_groups(&mut self, p: &ast::Policy) {
+        let decls: Vec<&ast::GroupDecl> = p
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Group(g) => Some(g),
+                _ => None,
+            })
+            .collect();
+        let mut valid = Vec::new();
+        for g in &decls {
+            if self.action_ids.contains_key(&g.name.text) {
+                self.error(
+                    format!("group `{}` has the same name as an action", g.name.text),
+                    g.name.span.clone(),
+                );
+                continue;
+            }
+            if let Some(&prev) = self.group_ids.get(&g.name.text) {
+                let first = valid.get(prev).map(|x: &&ast::GroupDecl| x.name.span.clone());
+                self.duplicate("group", &g.name, first);
+                continue;
+            }
+            self.group_ids.insert(g.name.text.clone(), valid.len());
+            valid.push(*g);
+        }
+        // Expand with an explicit stack (no recursion), detecting cycles.
+        let n = valid.len();
+        let mut expanded: Vec<Option<Vec<ActionId>>> = vec![None; n];
+        let mut state = vec![0u8; n]; // 0 new, 1 in progress, 2 done
+        for root in 0..n {
+            if state[root] == 2 {
+                continue;
+            }
+            let mut stack = vec![(root, 0usize)];
+            state[root] = 1;
+            while let Some(&mut (g, ref mut next)) = stack.last_mut() {
+                let members = &valid[g].members;
+                if *next < members.len() {
+                    let m = &members[*next];
+                    *next += 1;
+                    if let Some(&child) = self.group_ids.get(&m.text) {
+                        match state[child] {
+                            0 => {
+                                state[child] = 1;
+                                stack.push((child, 0));
+                            }
+                            1 => {
+                                self.error(
+                                    format!("group `{}` includes itself through `{}`", valid[child].name.text, m.text),
+                                    m.span.clone(),
+                                );
+                                self.help("groups must not form a cycle");
+                            }
+                            _ => {}
+                        }
+                    }
+                    continue;
+                }
+                // All children done: expand this group.
+                let mut acts = Vec::new();
+                for m in members {
+                    if let Some(&a) = self.action_ids.get(&m.text) {
+                        acts.push(a);
+                    } else if let Some(&child) = self.group_ids.get(&m.text) {
+                        if let Some(ch) = &expanded[child] {
+                            acts.extend_from_slice(ch);
+                        }
+                    } else {
+                        self.unknown_action(m);
+                    }
+                }
+                acts.sort_unstable();
+                acts.dedup();
+                expanded[g] = Some(acts);
+                state[g] = 2;
+                stack.pop();
+            }
+        }
+        for (g, acts) in valid.iter().zip(expanded) {
+            self.model.groups.push(Group {
+                name: g.name.text.clone(),
+                actions: acts.unwrap_or_default(),
+            });
+        }
+    }
+
+    fn unknown_action(&mut self, n: &Name) {
+        let mut known: Vec<&str> = self.model.actions.iter().map(|a| a.name.as_str()).collect();
+        known.extend(self.group_ids.keys().map(String::as_str));
+        let suggestion = suggest(&n.text, &known).map(str::to_string);
+        self.error(format!("unknown action or group `{}`", n.text), n.span.clone());
+        match suggestion {
+            Some(s) => self.help(format!("did you mean `{s}`?")),
+            None => self.help("declare it with `action NAME: read;`, `action NAME: write;` or `group NAME = ...;`"),
+        }
+    }
+
+    fn actions(&mut self, list: &ActionList) -> Vec<ActionId> {
+        match list {
+            ActionList::All(_) => (0..self.model.actions.len() as ActionId).collect(),
+            ActionList::Names(names) => {
+                let mut out = Vec::new();
+                for n in names {
+                    if let Some(&a) = self.action_ids.get(&n.text) {
+                        out.push(a);
+                    } else if let Some(&g) = self.group_ids.get(&n.text) {
+                        out.extend_from_slice(&self.model.groups[g].actions);
+                    } else {
+                        self.unknown_action(n);
+                    }
+                }
+                out.sort_unstable();
+                out.dedup();
+                out
+            }
+        }
+    }
+
+    // ---- roles -------------------------------------------------------------------------------
+
+    fn declare_roles(&mut self, p: &ast::Policy) {
+        let decls: Vec<&ast::RoleDecl> = p
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Role(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        let mut valid: Vec<&ast::RoleDecl> = Vec::new();
+        for r in &decls {
+            if let Some(&prev) = self.role_ids.get(&r.name.text) {
+                let first = valid.get(prev as usize).map(|x| x.name.span.clone());
+                self.duplicate("role", &r.name, first);
+                continue;
+            }
+            if valid.len() >= MAX_ROLES {
+                self.error(format!("too many roles: at most {MAX_ROLES}"), r.name.span.clone());
+                break;
+            }
+            self.role_ids.insert(r.name.text.clone(), valid.len() as RoleId);
+            valid.push(r);
+        }
+        for r in &valid {
+            let kind = self.kind(&r.kind);
+            if r.grants.is_empty() && r.includes.is_empty() {
+                self.error(format!("role `{}` grants nothing", r.name.text), r.name.span.clone());
+                self.help("add a `grant` or an `includes`, or remove the role");
+            }
+            let mut grants = Vec::new();
+            for g in &r.grants {
+                let actions = self.actions(&g.actions);
+                let mut on = Vec::new();
+                for k in &g.on {
+                    let Some(kid) = self.kind(k) else { continue };
+                    if let Some(rk) = kind {
+                        if !self.model.is_at_or_beneath(kid, rk) {
+                            self.error(
+                                format!(
+                                    "this grant can never apply: `{}` is not at or beneath `{}`, where role `{}` is bound",
+                                    k.text, r.kind.text, r.name.text
+                                ),
+                                k.span.clone(),
+                            );
+                            self.help("a role covers only its binding's scope and what lies beneath it");
+                            continue;
+                        }
+                    }
+                    on.push(kid);
+                }
+                if r.observer && !actions.is_empty() && actions.iter().all(|a| self.model.actions[*a as usize].access == ast::Access::Write) {
+                    self.diags.push(
+                        Diagnostic::warning(
+                            format!("observer role `{}` drops every action of this grant: they all write", r.name.text),
+                            g.span.0.clone(),
+                        )
+                        .with_help("observer roles are read-only whatever they list"),
+                    );
+                }
+                on.sort_unstable();
+                on.dedup();
+                grants.push(RoleGrant { actions, on });
+            }
+            let mut includes = Vec::new();
+            for inc in &r.includes {
+                match self.role_ids.get(&inc.text) {
+                    Some(&id) => {
+                        let inc_decl = valid[id as usize];
+                        if let (Some(rk), Some(ik)) = (kind, self.kind_ids.get(&inc_decl.kind.text).copied()) {
+                            if !self.model.is_at_or_beneath(ik, rk) {
+                                self.error(
+                                    format!(
+                                        "role `{}` at `{}` includes `{}`, which is bound at `{}`, above it",
+                                        r.name.text, r.kind.text, inc.text, inc_decl.kind.text
+                                    ),
+                                    inc.span.clone(),
+                                );
+                                self.help("a role may include only roles bound at its own kind or beneath it");
+                                continue;
+                            }
+                        }
+                        includes.push(id);
+                    }
+                    None => {
+                        let known: Vec<&str> = self.role_ids.keys().map(String::as_str).collect();
+                        let s = suggest(&inc.text, &known).map(str::to_string);
+                        self.error(format!("unknown role `{}`", inc.text), inc.span.clone());
+                        if let Some(s) = s {
+                            self.help(format!("did you mean `{s}`?"));
+                        }
+                    }
+                }
+            }
+            self.model.roles.push(Role {
+                name: r.name.text.clone(),
+                kind: kind.unwrap_or(0),
+                observer: r.observer,
+                grants,
+                includes,
+            });
+        }
+        self.check_include_cycles(&valid);
+    }
+
+    fn check_include_cycles(&mut self, decls: &[&ast::RoleDecl]) {
+        let n = self.model.roles.len();
+        let mut state = vec![0u8; n];
+        for root in 0..n {
+            if state[root] != 0 {
+                continue;
+            }
+            let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+            state[root] = 1;
+            while let Some(&mut (r, ref mut next)) = stack.last_mut() {
+                let includes = &self.model.roles[r].includes;
+                if *next < includes.len() {
+                    let child = includes[*next] as usize;
+                    *next += 1;
+                    match state[child] {
+                        0 => {
+                            if stack.len() >= MAX_INCLUDE_DEPTH {
+                                let span = decls[r].name.span.clone();
+                                self.error(
+                                    format!("role inclusions nest deeper than {MAX_INCLUDE_DEPTH} levels"),
+                                    span,
+                                );
+                                return;
+                            }
+                            state[child] = 1;
+                            stack.push((child, 0));
+                        }
+                        1 => {
+                            let span = decls[r]
+                                .includes
+                                .iter()
+                                .find(|i| i.text == self.model.roles[child].name)
+                                .map_or(decls[r].name.span.clone(), |i| i.span.clone());
+                            let msg = format!(
+                                "role `{}` includes itself through `{}`",
+                                self.model.roles[child].name, self.model.roles[r].name
+                            );
+                            self.error(msg, span);
+                            self.help("role inclusions must not form a cycle");
+                            // Cut the edge so the evaluators stay finite even if asked.
+                            self.model.roles[r].includes.retain(|&c| c as usize != child);
+                            if let Some(top) = stack.last_mut() {
+                                top.1 = top.1.saturating_sub(1);
+                            }
+                        }
+                        _ => {}
+                    }
+                    continue;
+                }
+                state[r] = 2;
+                stack.pop();
+            }
+        }
+    }
+
+    // ---- self and deny rules -----------------------------------------------------------------
+
+    fn self_rule(&mut self, s: &ast::SelfDecl) {
+        let actions = self.actions(&s.actions);
+        if let Some(kind) = self.kind(&s.kind) {
+            self.model.self_rules.push(SelfRule { actions, kind });
+        }
+    }
+
+    fn deny_rule(&mut self, d: &ast::DenyDecl) {
+        if self.model.denies.iter().any(|x| x.name == d.name.text) {
+            self.duplicate("deny rule", &d.name, None);
+            return;
+        }
+        let actions = self.actions(&d.actions);
+        let mut on = Vec::new();
+        for k in &d.on {
+            if let Some(kid) = self.kind(k) {
+                on.push(kid);
+            }
+        }
+        on.sort_unstable();
+        on.dedup();
+        self.model.denies.push(DenyRule {
+            name: d.name.text.clone(),
+            actions,
+            on,
+        });
+    }
+
+    // ---- credentials, keys, unauthenticated --------------------------------------------------
+
+    fn blocks(&mut self, p: &ast::Policy) {
+        let mut seen_credentials: Option<Span> = None;
+        let mut seen_keys: Option<Span> = None;
+        let mut seen_unauth = false;
+        for item in &p.items {
+            match item {
+                Item::Credentials(c) => {
+                    if seen_credentials.is_some() {
+                        self.error("`credentials` is declared twice".into(), c.span.0.clone());
+                        self.help("list every accepted style in one `credentials { ... }` block");
+                        continue;
+                    }
+                    seen_credentials = Some(c.span.0.clone());
+                    self.credentials(c);
+                }
+                Item::Keys(k) => {
+                    if seen_keys.is_some() {
+                        self.error("`keys` is declared twice".into(), k.span.0.clone());
+                        continue;
+                    }
+                    seen_keys = Some(k.span.0.clone());
+                    self.keys(k);
+                }
+                Item::Unauthenticated(u) => {
+                    let span = match u {
+                        UnauthenticatedDecl::Status(_, s) => s.0.clone(),
+                        UnauthenticatedDecl::Redirect(n) => n.span.clone(),
+                    };
+                    if seen_unauth {
+                        self.error("`unauthenticated` is declared twice".into(), span);
+                        continue;
+                    }
+                    seen_unauth = true;
+                    match u {
+                        UnauthenticatedDecl::Status(code, ast::Loc(span)) => {
+                            if !(400..=499).contains(code) {
+                                self.error(
+                                    format!("`{code}` is not a client error status"),
+                                    span.clone(),
+                                );
+                                self.help("use 401 (the default), 403 or another 4xx code");
+                            } else {
+                                self.model.unauthenticated = Unauthenticated::Status(*code);
+                            }
+                        }
+                        UnauthenticatedDecl::Redirect(n) => {
+                            if !(n.text.starts_with('/') || n.text.starts_with("https://") || n.text.starts_with("http://"))
+                                || n.text.chars().any(|c| c.is_control() || c == ' ')
+                            {
+                                self.error(format!("`{}` is not a redirect target", n.text), n.span.clone());
+                                self.help("give a path such as `/app/login` or an absolute http(s) URL");
+                            } else {
+                                self.model.unauthenticated = Unauthenticated::Redirect(n.text.clone());
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if seen_credentials.is_none() && !p.items.is_empty() {
+            self.diags.push(
+                Diagnostic::warning("no `credentials` block: every request will be unauthenticated", 0..0)
+                    .with_help("declare the accepted styles, e.g. `credentials { bearer; }`"),
+            );
+        }
+    }
+
+    fn credentials(&mut self, c: &ast::CredentialsDecl) {
+        let mut seen: Vec<&'static str> = Vec::new();
+        for style in &c.styles {
+            let (tag, span) = match style {
+                CredentialDecl::BasicEmailKey(s) => ("basic email_key", s.0.clone()),
+                CredentialDecl::BasicKey(s) => ("basic key", s.0.clone()),
+                CredentialDecl::ApiToken(s) => ("api_token", s.0.clone()),
+                CredentialDecl::Query(n) => ("query", n.span.clone()),
+                CredentialDecl::ApiKeyOrganization(s) => ("apikey_organization", s.0.clone()),
+                CredentialDecl::RawKey(_, s) => ("raw_key", s.0.clone()),
+                CredentialDecl::Bearer(s) => ("bearer", s.0.clone()),
+                CredentialDecl::WorkspaceHeader(n) => ("workspace_header", n.span.clone()),
+            };
+            if seen.contains(&tag) {
+                self.error(format!("credential style `{tag}` is declared twice"), span);
+                continue;
+            }
+            seen.push(tag);
+            let r = &mut self.model.credentials;
+            match style {
+                CredentialDecl::BasicEmailKey(_) => r.basic_email_key = true,
+                CredentialDecl::BasicKey(_) => r.basic_key = true,
+                CredentialDecl::ApiToken(_) => r.api_token = true,
+                CredentialDecl::Bearer(_) => r.bearer = true,
+                CredentialDecl::ApiKeyOrganization(_) => r.apikey_organization = true,
+                CredentialDecl::Query(n) => {
+                    if !valid_token_name(&n.text) {
+                        self.error(format!("`{}` is not a query parameter name", n.text), n.span.clone());
+                        self.help("use letters, digits, `_`, `-` and `.`, e.g. `query \"apiToken\";`");
+                    } else {
+                        self.model.credentials.query_param = Some(n.text.clone());
+                    }
+                }
+                CredentialDecl::WorkspaceHeader(n) => {
+                    if http::HeaderName::from_bytes(n.text.as_bytes()).is_err() || n.text.is_empty() {
+                        self.error(format!("`{}` is not an HTTP header name", n.text), n.span.clone());
+                    } else {
+                        self.model.credentials.workspace_header = Some(n.text.clone());
+                    }
+                }
+                CredentialDecl::RawKey(prefixes, _) => {
+                    let mut out = Vec::new();
+                    for p in prefixes {
+                        if p.text.is_empty() || p.text.chars().any(|c| !c.is_ascii_graphic()) {
+                            self.error(format!("`{}` is not a key prefix", p.text), p.span.clone());
+                            self.help("a prefix is one or more visible ASCII characters, e.g. `\"orgkey-\"`");
+                        } else {
+                            out.push(p.text.clone());
+                        }
+                    }
+                    self.model.credentials.raw_key = Some(out);
+                }
+            }
+        }
+    }
+
+    fn keys(&mut self, k: &ast::KeysDecl) {
+        let mut seen: Vec<&'static str> = Vec::new();
+        for rule in &k.rules {
+            let (tag, span) = match rule {
+                KeyRule::Prefix(n) => ("prefix", n.span.clone()),
+                KeyRule::Scope(n) => ("scope", n.span.clone()),
+                KeyRule::ReadOnlyByDefault(s) => ("read_only", s.0.clone()),
+                KeyRule::Manage(n) => ("manage", n.span.clone()),
+            };
+            if seen.contains(&tag) {
+                self.error(format!("key rule `{tag}` is declared twice"), span);
+                continue;
+            }
+            seen.push(tag);
+            match rule {
+                KeyRule::Prefix(n) => {
+                    if n.text.is_empty()
+                        || n.text.len() > 16
+                        || !n.text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    {
+                        self.error(format!("`{}` is not a key prefix", n.text), n.span.clone());
+                        self.help("1 to 16 letters, digits, `_` or `-`, e.g. `\"kw_\"`");
+                    } else {
+                        self.model.keys.prefix = Some(n.text.clone());
+                    }
+                }
+                KeyRule::Scope(n) => self.model.keys.scope_kind = self.kind(n),
+                KeyRule::ReadOnlyByDefault(_) => self.model.keys.read_only_by_default = true,
+                KeyRule::Manage(n) => match self.action_ids.get(&n.text) {
+                    Some(&a) => self.model.keys.manage_action = Some(a),
+                    None => {
+                        let known: Vec<&str> = self.model.actions.iter().map(|a| a.name.as_str()).collect();
+                        let s = suggest(&n.text, &known).map(str::to_string);
+                        self.error(format!("unknown action `{}`", n.text), n.span.clone());
+                        if let Some(s) = s {
+                            self.help(format!("did you mean `{s}`?"));
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
+
+fn valid_token_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+}
+
+/// The known name closest to `name` (edit distance at most 2), for "did you mean" hints.
+fn suggest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, k)| (*d, *k))
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    if a.len().abs_diff(b.len()) > 2 || a.len() > 64 || b.len() > 64 {
+        return usize::MAX;
+    }
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
