@@ -147,7 +147,9 @@ impl Report {
                 Severity::Error => CsDiagnostic::error(),
                 Severity::Warning => CsDiagnostic::warning(),
             };
-            let mut cs = base.with_message(d.message.clone()).with_labels(vec![label]);
+            let mut cs = base
+                .with_message(d.message.clone())
+                .with_labels(vec![label]);
             if let Some(h) = &d.help {
                 cs = cs.with_notes(vec![format!("help: {h}")]);
             }

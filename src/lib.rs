@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod decision;
 pub mod diag;
 pub mod policy;
 pub mod token;
-pub mod decision;

@@ -28,7 +28,8 @@ impl CompiledPolicy {
             })
             .collect();
         let mask_of = |kinds: &[KindId]| kinds.iter().fold(0u64, |m, k| m | (1 << k));
-        let applies = |on: &[KindId], leaf: usize| on.is_empty() || kind_mask[leaf] & mask_of(on) != 0;
+        let applies =
+            |on: &[KindId], leaf: usize| on.is_empty() || kind_mask[leaf] & mask_of(on) != 0;
 
         let mut write_actions = ActionSet::empty(n_actions);
         let mut read_mask = vec![0u64; words];
@@ -137,7 +138,16 @@ fn fold_role(
     let role_def = &model.roles[r];
     for &inc in &role_def.includes {
         fold_role(
-            model, inc, kind_mask, read_mask, n_kinds, words, granted, allow, done, depth + 1,
+            model,
+            inc,
+            kind_mask,
+            read_mask,
+            n_kinds,
+            words,
+            granted,
+            allow,
+            done,
+            depth + 1,
         );
     }
     for leaf in 0..model.kinds.len() {

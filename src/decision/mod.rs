@@ -262,7 +262,8 @@ impl CompiledPolicy {
             return Outcome::Deny(Forbidden::ReadOnlyKey);
         }
         let (first_kind, first_id) = resource.first();
-        if bit(&self.self_allow, first_kind as usize * self.words, action) && first_id == principal {
+        if bit(&self.self_allow, first_kind as usize * self.words, action) && first_id == principal
+        {
             return Outcome::Allow(Via::SelfAccess);
         }
         let mut observer_blocked = false;

@@ -77,8 +77,7 @@ impl<'a> Resource<'a> {
     pub fn starts_with(&self, prefix: &OwnedPath) -> bool {
         let p = &prefix.0;
         p.len() <= self.len
-            && p
-                .iter()
+            && p.iter()
                 .zip(&self.segs[..self.len])
                 .all(|((pk, pid), (k, id))| pk == k && **pid == **id)
     }

@@ -53,10 +53,17 @@ impl Checker<'_> {
 
     /// "defined twice" error with a hint naming the line of the first definition.
     fn duplicate(&mut self, what: &str, name: &Name, first: Option<Span>) {
-        self.error(format!("{what} `{}` is defined twice", name.text), name.span.clone());
+        self.error(
+            format!("{what} `{}` is defined twice", name.text),
+            name.span.clone(),
+        );
         if let Some(first) = first {
             let start = first.start.min(self.text.len());
-            let line = self.text.get(..start).map_or(0, |t| t.matches('\n').count()) + 1;
+            let line = self
+                .text
+                .get(..start)
+                .map_or(0, |t| t.matches('\n').count())
+                + 1;
             self.help(format!("the first definition is on line {line}"));
         }
     }
@@ -207,7 +214,10 @@ impl Checker<'_> {
                     continue;
                 }
                 if self.model.actions.len() >= MAX_ACTIONS {
-                    self.error(format!("too many actions: at most {MAX_ACTIONS}"), n.span.clone());
+                    self.error(
+                        format!("too many actions: at most {MAX_ACTIONS}"),
+                        n.span.clone(),
+                    );
                     return;
                 }
                 let access = match a.access {
@@ -254,7 +264,9 @@ impl Checker<'_> {
                 continue;
             }
             if let Some(&prev) = self.group_ids.get(&g.name.text) {
-                let first = valid.get(prev).map(|x: &&ast::GroupDecl| x.name.span.clone());
+                let first = valid
+                    .get(prev)
+                    .map(|x: &&ast::GroupDecl| x.name.span.clone());
                 self.duplicate("group", &g.name, first);
                 continue;
             }
@@ -284,7 +296,10 @@ impl Checker<'_> {
                             }
                             1 => {
                                 self.error(
-                                    format!("group `{}` includes itself through `{}`", valid[child].name.text, m.text),
+                                    format!(
+                                        "group `{}` includes itself through `{}`",
+                                        valid[child].name.text, m.text
+                                    ),
                                     m.span.clone(),
                                 );
                                 self.help("groups must not form a cycle");
@@ -326,7 +341,10 @@ impl Checker<'_> {
         let mut known: Vec<&str> = self.model.actions.iter().map(|a| a.name.as_str()).collect();
         known.extend(self.group_ids.keys().map(String::as_str));
         let suggestion = suggest(&n.text, &known).map(str::to_string);
-        self.error(format!("unknown action or group `{}`", n.text), n.span.clone());
+        self.error(
+            format!("unknown action or group `{}`", n.text),
+            n.span.clone(),
+        );
         match suggestion {
             Some(s) => self.help(format!("did you mean `{s}`?")),
             None => self.help("declare it with `action NAME: read;`, `action NAME: write;` or `group NAME = ...;`"),
@@ -373,16 +391,23 @@ impl Checker<'_> {
                 continue;
             }
             if valid.len() >= MAX_ROLES {
-                self.error(format!("too many roles: at most {MAX_ROLES}"), r.name.span.clone());
+                self.error(
+                    format!("too many roles: at most {MAX_ROLES}"),
+                    r.name.span.clone(),
+                );
                 break;
             }
-            self.role_ids.insert(r.name.text.clone(), valid.len() as RoleId);
+            self.role_ids
+                .insert(r.name.text.clone(), valid.len() as RoleId);
             valid.push(r);
         }
         for r in &valid {
             let kind = self.kind(&r.kind);
             if r.grants.is_empty() && r.includes.is_empty() {
-                self.error(format!("role `{}` grants nothing", r.name.text), r.name.span.clone());
+                self.error(
+                    format!("role `{}` grants nothing", r.name.text),
+                    r.name.span.clone(),
+                );
                 self.help("add a `grant` or an `includes`, or remove the role");
             }
             let mut grants = Vec::new();
@@ -400,13 +425,20 @@ impl Checker<'_> {
                                 ),
                                 k.span.clone(),
                             );
-                            self.help("a role covers only its binding's scope and what lies beneath it");
+                            self.help(
+                                "a role covers only its binding's scope and what lies beneath it",
+                            );
                             continue;
                         }
                     }
                     on.push(kid);
                 }
-                if r.observer && !actions.is_empty() && actions.iter().all(|a| self.model.actions[*a as usize].access == ast::Access::Write) {
+                if r.observer
+                    && !actions.is_empty()
+                    && actions
+                        .iter()
+                        .all(|a| self.model.actions[*a as usize].access == ast::Access::Write)
+                {
                     self.diags.push(
                         Diagnostic::warning(
                             format!("observer role `{}` drops every action of this grant: they all write", r.name.text),
@@ -424,7 +456,9 @@ impl Checker<'_> {
                 match self.role_ids.get(&inc.text) {
                     Some(&id) => {
                         let inc_decl = valid[id as usize];
-                        if let (Some(rk), Some(ik)) = (kind, self.kind_ids.get(&inc_decl.kind.text).copied()) {
+                        if let (Some(rk), Some(ik)) =
+                            (kind, self.kind_ids.get(&inc_decl.kind.text).copied())
+                        {
                             if !self.model.is_at_or_beneath(ik, rk) {
                                 self.error(
                                     format!(
@@ -500,7 +534,9 @@ impl Checker<'_> {
                             self.error(msg, span);
                             self.help("role inclusions must not form a cycle");
                             // Cut the edge so the evaluators stay finite even if asked.
-                            self.model.roles[r].includes.retain(|&c| c as usize != child);
+                            self.model.roles[r]
+                                .includes
+                                .retain(|&c| c as usize != child);
                             if let Some(top) = stack.last_mut() {
                                 top.1 = top.1.saturating_sub(1);
                             }
@@ -593,13 +629,21 @@ impl Checker<'_> {
                             }
                         }
                         UnauthenticatedDecl::Redirect(n) => {
-                            if !(n.text.starts_with('/') || n.text.starts_with("https://") || n.text.starts_with("http://"))
+                            if !(n.text.starts_with('/')
+                                || n.text.starts_with("https://")
+                                || n.text.starts_with("http://"))
                                 || n.text.chars().any(|c| c.is_control() || c == ' ')
                             {
-                                self.error(format!("`{}` is not a redirect target", n.text), n.span.clone());
-                                self.help("give a path such as `/app/login` or an absolute http(s) URL");
+                                self.error(
+                                    format!("`{}` is not a redirect target", n.text),
+                                    n.span.clone(),
+                                );
+                                self.help(
+                                    "give a path such as `/app/login` or an absolute http(s) URL",
+                                );
                             } else {
-                                self.model.unauthenticated = Unauthenticated::Redirect(n.text.clone());
+                                self.model.unauthenticated =
+                                    Unauthenticated::Redirect(n.text.clone());
                             }
                         }
                     }
@@ -609,8 +653,11 @@ impl Checker<'_> {
         }
         if seen_credentials.is_none() && !p.items.is_empty() {
             self.diags.push(
-                Diagnostic::warning("no `credentials` block: every request will be unauthenticated", 0..0)
-                    .with_help("declare the accepted styles, e.g. `credentials { bearer; }`"),
+                Diagnostic::warning(
+                    "no `credentials` block: every request will be unauthenticated",
+                    0..0,
+                )
+                .with_help("declare the accepted styles, e.g. `credentials { bearer; }`"),
             );
         }
     }
@@ -642,15 +689,24 @@ impl Checker<'_> {
                 CredentialDecl::ApiKeyOrganization(_) => r.apikey_organization = true,
                 CredentialDecl::Query(n) => {
                     if !valid_token_name(&n.text) {
-                        self.error(format!("`{}` is not a query parameter name", n.text), n.span.clone());
-                        self.help("use letters, digits, `_`, `-` and `.`, e.g. `query \"apiToken\";`");
+                        self.error(
+                            format!("`{}` is not a query parameter name", n.text),
+                            n.span.clone(),
+                        );
+                        self.help(
+                            "use letters, digits, `_`, `-` and `.`, e.g. `query \"apiToken\";`",
+                        );
                     } else {
                         self.model.credentials.query_param = Some(n.text.clone());
                     }
                 }
                 CredentialDecl::WorkspaceHeader(n) => {
-                    if http::HeaderName::from_bytes(n.text.as_bytes()).is_err() || n.text.is_empty() {
-                        self.error(format!("`{}` is not an HTTP header name", n.text), n.span.clone());
+                    if http::HeaderName::from_bytes(n.text.as_bytes()).is_err() || n.text.is_empty()
+                    {
+                        self.error(
+                            format!("`{}` is not an HTTP header name", n.text),
+                            n.span.clone(),
+                        );
                     } else {
                         self.model.credentials.workspace_header = Some(n.text.clone());
                     }
@@ -689,7 +745,10 @@ impl Checker<'_> {
                 KeyRule::Prefix(n) => {
                     if n.text.is_empty()
                         || n.text.len() > 16
-                        || !n.text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                        || !n
+                            .text
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                     {
                         self.error(format!("`{}` is not a key prefix", n.text), n.span.clone());
                         self.help("1 to 16 letters, digits, `_` or `-`, e.g. `\"kw_\"`");
@@ -702,7 +761,8 @@ impl Checker<'_> {
                 KeyRule::Manage(n) => match self.action_ids.get(&n.text) {
                     Some(&a) => self.model.keys.manage_action = Some(a),
                     None => {
-                        let known: Vec<&str> = self.model.actions.iter().map(|a| a.name.as_str()).collect();
+                        let known: Vec<&str> =
+                            self.model.actions.iter().map(|a| a.name.as_str()).collect();
                         let s = suggest(&n.text, &known).map(str::to_string);
                         self.error(format!("unknown action `{}`", n.text), n.span.clone());
                         if let Some(s) = s {
@@ -716,7 +776,10 @@ impl Checker<'_> {
 }
 
 fn valid_token_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }
 
 /// The known name closest to `name` (edit distance at most 2), for "did you mean" hints.

@@ -72,7 +72,10 @@ fn is_block(item: &Item) -> bool {
 }
 
 fn names(ns: &[Name]) -> String {
-    ns.iter().map(|n| n.text.as_str()).collect::<Vec<_>>().join(", ")
+    ns.iter()
+        .map(|n| n.text.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn actions(a: &ActionList) -> String {
@@ -140,7 +143,13 @@ fn write_item(out: &mut String, item: &Item) {
             let _ = writeln!(out, "self {} on {};", actions(&s.actions), s.kind.text);
         }
         Item::Deny(d) => {
-            let _ = writeln!(out, "deny {}: {}{};", d.name.text, actions(&d.actions), on(&d.on));
+            let _ = writeln!(
+                out,
+                "deny {}: {}{};",
+                d.name.text,
+                actions(&d.actions),
+                on(&d.on)
+            );
         }
         Item::Credentials(c) => {
             out.push_str("credentials {\n");

@@ -198,7 +198,10 @@ fn parse_path(model: &Model, s: &str) -> Option<Vec<(String, String)>> {
     let mut out: Vec<(String, String)> = Vec::new();
     for seg in s.split('/') {
         let (kind, id) = seg.split_once(':')?;
-        if id.is_empty() || id.contains(':') || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if id.is_empty()
+            || id.contains(':')
+            || id.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return None;
         }
         let k = model.kinds.iter().position(|k| k.name == kind)?;

@@ -99,7 +99,10 @@ pub fn parse(text: &str) -> (Policy, Vec<Diagnostic>) {
             }
             Err(nom::Err::Error(e)) | Err(nom::Err::Failure(e)) => {
                 diags.push(to_diagnostic(text, &e));
-                let resume = recover(text, e.at.location_offset().max(input.location_offset() + 1));
+                let resume = recover(
+                    text,
+                    e.at.location_offset().max(input.location_offset() + 1),
+                );
                 input = slice_from(text, resume);
             }
             Err(nom::Err::Incomplete(_)) => {
@@ -146,9 +149,8 @@ fn slice_from(text: &str, offset: usize) -> In<'_> {
     let offset = offset.min(text.len());
     let mut s = In::new(text);
     if offset > 0 {
-        if let Ok((rest, _)) = nom::bytes::complete::take::<usize, In<'_>, PErr<'_>>(
-            text[..offset].chars().count(),
-        )(s)
+        if let Ok((rest, _)) =
+            nom::bytes::complete::take::<usize, In<'_>, PErr<'_>>(text[..offset].chars().count())(s)
         {
             s = rest;
         }
@@ -235,13 +237,14 @@ fn must<T>(r: PResult<'_, T>) -> PResult<'_, T> {
     })
 }
 
-/// Replaces whatever error `r` had with "expected WHAT" at `at`.
+/// Replaces a recoverable error of `r` with "expected WHAT" at `at`; a committed failure keeps its own.
 fn expected<'a, T>(at: In<'a>, what: &'static str, r: PResult<'a, T>) -> PResult<'a, T> {
-    r.map_err(|e| {
-        e.map(|_| PErr {
+    r.map_err(|e| match e {
+        nom::Err::Error(_) => nom::Err::Error(PErr {
             at,
             expected: Cow::Borrowed(what),
-        })
+        }),
+        other => other,
     })
 }
 
@@ -272,11 +275,8 @@ fn is_ident_char(c: char) -> bool {
 fn ident_raw(i: In<'_>) -> PResult<'_, Name> {
     let (i, _) = ws(i)?;
     let start = i;
-    let (rest, word) = recognize(pair(
-        take_while1(is_ident_start),
-        take_while(is_ident_char),
-    ))
-    .parse(i)?;
+    let (rest, word) =
+        recognize(pair(take_while1(is_ident_start), take_while(is_ident_char))).parse(i)?;
     if word.fragment().len() > MAX_NAME {
         return Err(nom::Err::Failure(PErr {
             at: start,
@@ -406,11 +406,6 @@ fn item(i: In<'_>) -> PResult<'_, Item> {
         "a definition (`scope`, `action`, `group`, `role`, `self`, `deny`, `credentials`, `keys` or `unauthenticated`)",
         r,
     )
-    .or_else(|e| match e {
-        // Keep the committed failure's own message; only a non-committed error gets the generic one.
-        nom::Err::Failure(f) => Err(nom::Err::Failure(f)),
-        other => Err(other),
-    })
 }
 
 fn scope_decl(i: In<'_>) -> PResult<'_, Item> {
@@ -434,7 +429,13 @@ fn action_decl(i: In<'_>) -> PResult<'_, Item> {
     if peek_sym(i, ';') {
         // `action x;` parses; the checker reports the missing `read` or `write` with its own message.
         let (i, ()) = semi(i)?;
-        return Ok((i, Item::Action(ActionDecl { names, access: None })));
+        return Ok((
+            i,
+            Item::Action(ActionDecl {
+                names,
+                access: None,
+            }),
+        ));
     }
     let (i, ()) = must(sym(i, ':', "`:` and then `read` or `write`"))?;
     let (i, access) = if let Ok((rest, _)) = kw(i, "read") {
@@ -470,7 +471,11 @@ fn group_decl(i: In<'_>) -> PResult<'_, Item> {
 fn role_decl(i: In<'_>) -> PResult<'_, Item> {
     let (i, _) = kw(i, "role")?;
     let (i, name) = must(ident(i, "a role name"))?;
-    let (i, _) = must(expected(ws(i)?.0, "`at` and the scope kind the role is bound at", kw(i, "at")))?;
+    let (i, _) = must(expected(
+        ws(i)?.0,
+        "`at` and the scope kind the role is bound at",
+        kw(i, "at"),
+    ))?;
     let (i, kind) = must(ident(i, "a scope kind"))?;
     let (i, observer) = match kw(i, "observer") {
         Ok((rest, _)) => (rest, true),
@@ -523,7 +528,11 @@ fn role_decl(i: In<'_>) -> PResult<'_, Item> {
 fn self_decl(i: In<'_>) -> PResult<'_, Item> {
     let (i, _) = kw(i, "self")?;
     let (i, actions) = must(action_list(i))?;
-    let (i, _) = must(expected(ws(i)?.0, "`on` and the account's scope kind", kw(i, "on")))?;
+    let (i, _) = must(expected(
+        ws(i)?.0,
+        "`on` and the account's scope kind",
+        kw(i, "on"),
+    ))?;
     let (i, kind) = must(ident(i, "a scope kind"))?;
     let (i, ()) = semi(i)?;
     Ok((i, Item::SelfAccess(SelfDecl { actions, kind })))
@@ -602,7 +611,13 @@ fn credentials_decl(i: In<'_>) -> PResult<'_, Item> {
         styles.push(style);
         i = rest;
     }
-    Ok((i, Item::Credentials(CredentialsDecl { styles, span: Loc(span) })))
+    Ok((
+        i,
+        Item::Credentials(CredentialsDecl {
+            styles,
+            span: Loc(span),
+        }),
+    ))
 }
 
 fn keys_decl(i: In<'_>) -> PResult<'_, Item> {
@@ -643,7 +658,13 @@ fn keys_decl(i: In<'_>) -> PResult<'_, Item> {
         rules.push(rule);
         i = rest;
     }
-    Ok((i, Item::Keys(KeysDecl { rules, span: Loc(span) })))
+    Ok((
+        i,
+        Item::Keys(KeysDecl {
+            rules,
+            span: Loc(span),
+        }),
+    ))
 }
 
 fn unauthenticated_decl(i: In<'_>) -> PResult<'_, Item> {
@@ -651,9 +672,16 @@ fn unauthenticated_decl(i: In<'_>) -> PResult<'_, Item> {
     if let Ok((rest, _)) = kw(i, "redirect") {
         let (rest, target) = must(string(rest, "the redirect target in quotes"))?;
         let (rest, ()) = semi(rest)?;
-        return Ok((rest, Item::Unauthenticated(UnauthenticatedDecl::Redirect(target))));
+        return Ok((
+            rest,
+            Item::Unauthenticated(UnauthenticatedDecl::Redirect(target)),
+        ));
     }
-    let (i, _) = must(expected(ws(i)?.0, "`status` or `redirect`", kw(i, "status")))?;
+    let (i, _) = must(expected(
+        ws(i)?.0,
+        "`status` or `redirect`",
+        kw(i, "status"),
+    ))?;
     let at = ws(i)?.0;
     let (rest, digits) = must(expected(at, "an HTTP status code", digit1(at)))?;
     let code: u16 = digits.fragment().parse().unwrap_or(0);
