@@ -22,7 +22,8 @@
 //! - **Basic decoding** accepts the standard and the URL-safe base64 alphabet, padded or not
 //!   (Python `requests` sends standard padded, the SEED document's own example is URL-safe). The
 //!   alphabet is chosen by the input: if it contains `-` or `_` it is URL-safe, otherwise standard;
-//!   a mix of both alphabets is rejected. Non-canonical trailing bits are rejected.
+//!   a mix of both alphabets is rejected. Padding is all or nothing (`YWI=` or `YWI`, not `YWJjZA=`),
+//!   and non-canonical trailing bits are rejected.
 //! - **Basic splitting** happens at the *first* `:`, as RFC 7617 prescribes (a user-id cannot
 //!   contain a colon, a password can). An unquoted email cannot contain `:`; an email whose quoted
 //!   local part contains one (`"a:b"@example.org`) therefore cannot be sent in Basic and is
@@ -74,16 +75,20 @@ pub const MAX_EMAIL_LEN: usize = 320;
 /// Longest scheme word echoed in [`CredentialError::UnknownScheme`].
 const MAX_ECHOED_SCHEME_LEN: usize = 32;
 
-/// Standard alphabet; decoding accepts canonical padding or none.
-const STANDARD_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-/// URL-safe alphabet; decoding accepts canonical padding or none.
-const URL_SAFE_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::URL_SAFE,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
+/// Base64 engines for Basic credentials: padding, if any, must be canonical (partial padding such
+/// as `Yw=` is rejected, as Python's decoder does).
+const STANDARD_PADDED: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, pad_mode(true));
+const STANDARD_UNPADDED: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, pad_mode(false));
+const URL_SAFE_PADDED: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, pad_mode(true));
+const URL_SAFE_UNPADDED: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, pad_mode(false));
+
+const fn pad_mode(padded: bool) -> GeneralPurposeConfig {
+    GeneralPurposeConfig::new().with_decode_padding_mode(if padded {
+        DecodePaddingMode::RequireCanonical
+    } else {
+        DecodePaddingMode::RequireNone
+    })
+}
 
 /// Which credential styles a deployment accepts (the policy's `credentials { ... }` block compiles
 /// into this). The default accepts nothing.
@@ -187,7 +192,7 @@ impl fmt::Display for Part {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Part::AuthorizationHeader => "the `Authorization` header",
-            Part::BasicCredentials => "the decoded basic credentials",
+            Part::BasicCredentials => "the decoded basic credential",
         })
     }
 }
@@ -639,10 +644,12 @@ fn basic(
     encoded: &str,
     styles: &Styles,
 ) -> Result<(Style, Option<String>, Secret), CredentialError> {
-    let engine = if encoded.bytes().any(|b| b == b'-' || b == b'_') {
-        &URL_SAFE_ANY_PAD
-    } else {
-        &STANDARD_ANY_PAD
+    let url_safe = encoded.bytes().any(|b| b == b'-' || b == b'_');
+    let engine = match (url_safe, encoded.ends_with('=')) {
+        (false, true) => &STANDARD_PADDED,
+        (false, false) => &STANDARD_UNPADDED,
+        (true, true) => &URL_SAFE_PADDED,
+        (true, false) => &URL_SAFE_UNPADDED,
     };
     let mut buf = [0u8; MAX_BASIC_DECODED_LEN];
     let result = match engine.decode_slice(encoded, &mut buf) {
