@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod credential;
 pub mod decision;
 pub mod diag;
 pub mod policy;
