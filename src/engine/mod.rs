@@ -1,0 +1,692 @@
+//! The engine: what a host calls on every request. Credential → key → principal → decision.
+//!
+//! ```text
+//! headers, query ──credential::extract──▶ Presented (style, email?, key, workspace?)
+//!                 ──token::classify────▶ checksum of generated keys checked before any lookup
+//!                 ──hash (BLAKE3, pepper)─▶ cache or key table ─▶ key record (active? expired?)
+//!                 ──owner───────────────▶ principal + bindings (cached, resolved against the policy)
+//!                 ──CompiledPolicy::decide▶ Allow { principal, key, role, granted_at } | Deny(reason)
+//! ```
+//!
+//! **Invariant:** the hot path ([`Engine::authorize`]) takes `&self`, holds no lock across storage
+//! reads, and allocates nothing on a warm cache beyond what the credential decoding needs.
+
+mod cache;
+mod explain;
+mod manage;
+mod reason;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use http::HeaderMap;
+
+pub use explain::Explanation;
+pub use manage::{KeyCommand, KeyCommandResult, ManageError};
+pub use reason::{Allow, Decision, Deny, DenyResponse, Reason};
+
+use crate::credential::{self, CredentialError, Presented, Style, Styles};
+use crate::decision::{CompiledPolicy, Forbidden, KeyLimits, Outcome, Via};
+use crate::diag::Report;
+use crate::policy::model::Unauthenticated;
+use crate::policy::{self, Policy};
+use crate::store::{KeyKind, KeyTable, PrincipalId, StoreError, StoreOptions};
+use crate::token::{self, KeyFormat, TokenError};
+use cache::{Cache, CachedKey, CachedPrincipal};
+
+/// Everything that can stop an engine from opening or reloading.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The key table could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The policy file could not be loaded.
+    #[error(transparent)]
+    Policy(#[from] policy::LoadError),
+    /// The policy text has errors.
+    #[error("{0}")]
+    Invalid(Report),
+    /// The policy's key prefix is not usable.
+    #[error("the policy's key prefix is not usable: {0}")]
+    KeyFormat(TokenError),
+}
+
+/// Options for [`Engine::open`].
+#[derive(Clone, Default)]
+pub struct EngineOptions {
+    /// Server-side secret mixed into every key hash. A table must always be opened with the same one.
+    pub pepper: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineOptions")
+            .field("pepper", &self.pepper.map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// One request to authorize: its credential-bearing parts, the action and the resource.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// The request's headers (`Authorization`, the workspace header).
+    pub headers: &'a HeaderMap,
+    /// The query string without `?`, if the policy accepts a query parameter credential.
+    pub query: Option<&'a str>,
+    /// The action, e.g. `view`.
+    pub action: &'a str,
+    /// The resource path, e.g. `organization:6/project:3`; relative to the context when one is set
+    /// and the path starts beneath it; `.` is the context itself.
+    pub resource: &'a str,
+    /// A scope the request acts in, chosen by the host (SEED's `organization_id` → `organization:6`).
+    /// A workspace selected by the credential takes precedence.
+    pub context: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    /// A request with headers, action and resource.
+    pub fn new(headers: &'a HeaderMap, action: &'a str, resource: &'a str) -> Self {
+        Request {
+            headers,
+            query: None,
+            action,
+            resource,
+            context: None,
+        }
+    }
+
+    /// A request from an `http` request head (headers and the URI's query string).
+    pub fn from_parts(parts: &'a http::request::Parts, action: &'a str, resource: &'a str) -> Self {
+        Request {
+            headers: &parts.headers,
+            query: parts.uri.query(),
+            action,
+            resource,
+            context: None,
+        }
+    }
+
+    /// Sets the query string.
+    pub fn with_query(mut self, query: Option<&'a str>) -> Self {
+        self.query = query;
+        self
+    }
+
+    /// Sets the context scope (e.g. `organization:6`).
+    pub fn with_context(mut self, context: Option<&'a str>) -> Self {
+        self.context = context;
+        self
+    }
+}
+
+/// The policy in force: its text, model, compiled tables and derived settings. Replaced as a whole.
+#[derive(Debug)]
+pub struct PolicyState {
+    /// The checked policy.
+    pub policy: Policy,
+    /// Its compiled tables.
+    pub compiled: CompiledPolicy,
+    styles: Styles,
+    key_format: KeyFormat,
+    generation: u64,
+}
+
+impl PolicyState {
+    fn new(policy: Policy, generation: u64) -> Result<Self, EngineError> {
+        let compiled = CompiledPolicy::compile(&policy.model);
+        let c = &policy.model.credentials;
+        let styles = Styles {
+            basic_email_key: c.basic_email_key,
+            basic_key: c.basic_key,
+            api_token: c.api_token,
+            query_param: c.query_param.clone(),
+            apikey_organization: c.apikey_organization,
+            raw_key: c.raw_key.clone(),
+            bearer: c.bearer,
+            workspace_header: c.workspace_header.clone(),
+        };
+        let key_format = match &policy.model.keys.prefix {
+            Some(p) => KeyFormat::new(p.clone()).map_err(EngineError::KeyFormat)?,
+            None => KeyFormat::default(),
+        };
+        Ok(PolicyState {
+            policy,
+            compiled,
+            styles,
+            key_format,
+            generation,
+        })
+    }
+
+    /// The credential styles this policy accepts.
+    pub fn styles(&self) -> &Styles {
+        &self.styles
+    }
+}
+
+/// An authenticated caller: who, with which key, acting where.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    key: Arc<CachedKey>,
+    principal: Arc<CachedPrincipal>,
+    style: Style,
+    /// The selected workspace: (public key, scope path).
+    workspace: Option<(Arc<str>, Arc<str>)>,
+}
+
+impl Identity {
+    /// The principal's id.
+    pub fn principal(&self) -> PrincipalId {
+        self.principal.principal.id
+    }
+
+    /// The principal's login.
+    pub fn login(&self) -> &str {
+        &self.principal.principal.login
+    }
+
+    /// The key's id.
+    pub fn key(&self) -> crate::store::KeyId {
+        self.key.record.id
+    }
+
+    /// How the credential arrived.
+    pub fn style(&self) -> Style {
+        self.style
+    }
+
+    /// The public key of the workspace the request acts on, if any.
+    pub fn workspace(&self) -> Option<&str> {
+        self.workspace.as_ref().map(|(k, _)| k.as_ref())
+    }
+}
+
+/// The authorization engine. `Send + Sync`; share it with an `Arc`. Every method takes `&self`.
+pub struct Engine {
+    table: Arc<KeyTable>,
+    state: ArcSwap<PolicyState>,
+    cache: Arc<Cache>,
+    generation: AtomicU64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("table", &self.table)
+            .field("policy", &self.state.load().policy.source.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How often (seconds) a key's in-memory last-used time is refreshed.
+const LAST_USED_GRANULARITY: u64 = 60;
+
+impl Engine {
+    /// Opens the key table in `dir` (created if missing) under `policy`.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        policy: Policy,
+        options: EngineOptions,
+    ) -> Result<Engine, EngineError> {
+        let state = PolicyState::new(policy, 1)?;
+        let table = KeyTable::open(
+            dir,
+            StoreOptions {
+                pepper: options.pepper,
+                key_format: state.key_format.clone(),
+            },
+        )?;
+        Ok(Engine::assemble(table, state))
+    }
+
+    /// Opens the key table in `dir` under the policy file `policy_path`.
+    pub fn open_files(
+        dir: impl AsRef<Path>,
+        policy_path: impl AsRef<Path>,
+        options: EngineOptions,
+    ) -> Result<Engine, EngineError> {
+        let policy = policy::load_file(policy_path.as_ref())?;
+        Engine::open(dir, policy, options)
+    }
+
+    /// An engine over a temporary key table that disappears when dropped (demos and tests).
+    pub fn temporary(policy: Policy, options: EngineOptions) -> Result<Engine, EngineError> {
+        let state = PolicyState::new(policy, 1)?;
+        let table = KeyTable::temporary(StoreOptions {
+            pepper: options.pepper,
+            key_format: state.key_format.clone(),
+        })?;
+        Ok(Engine::assemble(table, state))
+    }
+
+    /// Wraps an already open key table.
+    pub fn with_table(table: KeyTable, policy: Policy) -> Result<Engine, EngineError> {
+        Ok(Engine::assemble(table, PolicyState::new(policy, 1)?))
+    }
+
+    fn assemble(table: KeyTable, state: PolicyState) -> Engine {
+        let cache = Arc::new(Cache::new());
+        let hook = Arc::clone(&cache);
+        table.subscribe(Box::new(move |change| hook.invalidate(change)));
+        Engine {
+            table: Arc::new(table),
+            state: ArcSwap::from_pointee(state),
+            cache,
+            generation: AtomicU64::new(1),
+        }
+    }
+
+    /// The key table. Mutations made through it are seen by the very next decision.
+    pub fn table(&self) -> &KeyTable {
+        &self.table
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<PolicyState> {
+        self.state.load_full()
+    }
+
+    /// Replaces the policy, atomically: decisions already running finish under the old one, every
+    /// later decision uses the new one.
+    pub fn reload(&self, policy: Policy) -> Result<(), EngineError> {
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let state = PolicyState::new(policy, generation)?;
+        self.state.store(Arc::new(state));
+        self.cache.clear();
+        Ok(())
+    }
+
+    /// Parses, checks and installs a policy text. A policy with errors is refused and the old one
+    /// keeps serving; the report says why.
+    pub fn reload_text(&self, name: &str, text: &str) -> Result<(), EngineError> {
+        let policy = Policy::parse(name, text).map_err(EngineError::Invalid)?;
+        self.reload(policy)
+    }
+
+    /// Reloads the policy from a file, keeping the old one on any error.
+    pub fn reload_file(&self, path: impl AsRef<Path>) -> Result<(), EngineError> {
+        let policy = policy::load_file(path.as_ref())?;
+        self.reload(policy)
+    }
+
+    /// Authenticates and authorizes one request.
+    pub fn authorize(&self, req: &Request<'_>) -> Decision {
+        let state = self.state.load();
+        let ident = match self.authenticate_in(&state, req.headers, req.query) {
+            Ok(i) => i,
+            Err(d) => return Decision::Deny(d),
+        };
+        self.decide_in(&state, &ident, req.action, req.resource, req.context)
+    }
+
+    /// Authenticates a request's credential without authorizing anything.
+    pub fn authenticate(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Identity, Deny> {
+        let state = self.state.load();
+        self.authenticate_in(&state, headers, query)
+    }
+
+    /// Authorizes an already authenticated caller.
+    pub fn authorize_identity(
+        &self,
+        ident: &Identity,
+        action: &str,
+        resource: &str,
+        context: Option<&str>,
+    ) -> Decision {
+        let state = self.state.load();
+        self.decide_in(&state, ident, action, resource, context)
+    }
+
+    fn authenticate_in(
+        &self,
+        state: &PolicyState,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Identity, Deny> {
+        let presented = credential::extract(headers, query, &state.styles).map_err(|e| {
+            Deny::unauthenticated(match e {
+                CredentialError::Missing => Reason::NoCredential,
+                e @ (CredentialError::UnknownScheme { .. }
+                | CredentialError::StyleNotAccepted { .. }) => Reason::UnknownScheme(e),
+                e => Reason::MalformedCredential(e),
+            })
+        })?;
+        self.identify(state, &presented)
+    }
+
+    fn identify(&self, state: &PolicyState, p: &Presented) -> Result<Identity, Deny> {
+        let secret = p.key.expose();
+        match token::classify(secret, &state.key_format) {
+            Ok(_) => {}
+            Err(TokenError::BadChecksum) => return Err(Deny::unauthenticated(Reason::BadChecksum)),
+            Err(e) => return Err(Deny::unauthenticated(Reason::MalformedKey(e))),
+        }
+        let hash = self.table.hash(secret);
+        let key = match self.cached_key(state, &hash) {
+            Ok(Some(k)) => k,
+            Ok(None) | Err(_) => return Err(Deny::unauthenticated(Reason::UnknownKey)),
+        };
+        // The map lookup matched on the hash; compare it again in constant time.
+        if key.record.hash != hash {
+            return Err(Deny::unauthenticated(Reason::UnknownKey));
+        }
+        let deny = |reason| Deny {
+            reason,
+            principal: Some(key.record.owner),
+            key: Some(key.record.id),
+        };
+        if !key.record.active {
+            return Err(deny(Reason::InactiveKey));
+        }
+        let now = now();
+        if key.record.expires_at.is_some_and(|t| t <= now) {
+            return Err(deny(Reason::ExpiredKey));
+        }
+        let principal = match self.cached_principal(state, key.record.owner) {
+            Ok(Some(p)) => p,
+            Ok(None) | Err(_) => return Err(deny(Reason::UnknownKey)),
+        };
+        if let Some(email) = &p.email {
+            if !email.eq_ignore_ascii_case(&principal.login_lower) {
+                return Err(deny(Reason::EmailMismatch));
+            }
+        }
+        let workspace = match &p.workspace {
+            Some(public_key) => {
+                if key.record.kind != KeyKind::Admin {
+                    return Err(deny(Reason::WorkspaceHeaderNeedsAdminKey));
+                }
+                match self.cached_workspace(public_key) {
+                    Some(ws) => Some((Arc::from(ws.public_key.as_str()), Arc::from(ws.scope.as_str()))),
+                    None => return Err(deny(Reason::UnknownWorkspace)),
+                }
+            }
+            None => principal.default_workspace.clone(),
+        };
+        if key.last_used.load(Ordering::Relaxed) + LAST_USED_GRANULARITY <= now {
+            key.last_used.store(now, Ordering::Relaxed);
+        }
+        Ok(Identity {
+            key,
+            principal,
+            style: p.style,
+            workspace,
+        })
+    }
+
+    fn decide_in(
+        &self,
+        state: &PolicyState,
+        ident: &Identity,
+        action: &str,
+        resource: &str,
+        context: Option<&str>,
+    ) -> Decision {
+        let deny = |reason| {
+            Decision::Deny(Deny {
+                reason,
+                principal: Some(ident.principal()),
+                key: Some(ident.key()),
+            })
+        };
+        let compiled = &state.compiled;
+        let Some(action_id) = compiled.action(action) else {
+            return deny(Reason::UnknownAction(action.chars().take(64).collect()));
+        };
+        let context = ident.workspace.as_ref().map(|(_, s)| s.as_ref()).or(context);
+        let joined;
+        let resource = match context {
+            Some(ctx) => match absolute(compiled, ctx, resource) {
+                Some(j) => {
+                    joined = j;
+                    joined.as_str()
+                }
+                None => resource,
+            },
+            None => resource,
+        };
+        let parsed = match compiled.parse_resource(resource) {
+            Ok(r) => r,
+            Err(e) => return deny(Reason::InvalidResource(e)),
+        };
+        let (limits_owned, bindings_owned);
+        let limits: &KeyLimits = if ident.key.generation == state.generation {
+            &ident.key.limits
+        } else {
+            limits_owned = resolve_limits(compiled, &ident.key.record);
+            &limits_owned
+        };
+        let principal = &ident.principal;
+        let bindings = if principal.generation == state.generation {
+            &principal.bindings
+        } else {
+            bindings_owned = resolve_bindings(compiled, &principal.stored_bindings).0;
+            &bindings_owned
+        };
+        match compiled.decide(&principal.id_text, bindings, limits, action_id, &parsed) {
+            Outcome::Allow(via) => {
+                let (role, granted_at) = match via {
+                    Via::Binding(i) if principal.generation == state.generation => {
+                        principal.binding_names[i].clone()
+                    }
+                    Via::Binding(i) => {
+                        let names = resolve_bindings(compiled, &principal.stored_bindings).1;
+                        names[i].clone()
+                    }
+                    Via::SelfAccess => {
+                        let (kind, id) = parsed.first();
+                        let kind = &compiled.model().kinds[kind as usize].name;
+                        (Arc::from("self"), Arc::from(format!("{kind}:{id}")))
+                    }
+                };
+                Decision::Allow(Allow {
+                    principal: principal.principal.id,
+                    key: ident.key.record.id,
+                    role,
+                    granted_at,
+                    style: ident.style,
+                    workspace: ident.workspace.as_ref().map(|(k, _)| Arc::clone(k)),
+                })
+            }
+            Outcome::Deny(f) => deny(match f {
+                Forbidden::UnknownAction => Reason::UnknownAction(action.to_string()),
+                Forbidden::InvalidResource(e) => Reason::InvalidResource(e),
+                Forbidden::DenyRule(i) => Reason::DenyRule(
+                    compiled
+                        .model()
+                        .denies
+                        .get(i as usize)
+                        .map_or_else(String::new, |d| d.name.clone()),
+                ),
+                Forbidden::OutsideKeyScope => Reason::OutsideKeyScope,
+                Forbidden::OutsideKeyPermissions => Reason::OutsideKeyPermissions,
+                Forbidden::ReadOnlyKey => Reason::ReadOnlyKey,
+                Forbidden::ObserverCannotWrite => Reason::ObserverCannotWrite,
+                Forbidden::NoRole => Reason::NoRole,
+            }),
+        }
+    }
+
+    /// How to answer a denial over HTTP under the current policy: 401 (or the policy's redirect or
+    /// status) for authentication failures, 403 for authorization failures, with the JSON error body.
+    pub fn deny_response(&self, deny: &Deny) -> DenyResponse {
+        let state = self.state.load();
+        let body = serde_json::json!({
+            "status": "error",
+            "code": deny.reason.code(),
+            "message": deny.reason.to_string(),
+        })
+        .to_string();
+        if !deny.reason.is_authentication() {
+            return DenyResponse {
+                status: 403,
+                location: None,
+                body,
+            };
+        }
+        match &state.policy.model.unauthenticated {
+            Unauthenticated::Status(s) => DenyResponse {
+                status: *s,
+                location: None,
+                body,
+            },
+            Unauthenticated::Redirect(to) => DenyResponse {
+                status: 302,
+                location: Some(to.clone()),
+                body,
+            },
+        }
+    }
+
+    /// Writes the batched last-used times to the key table (one write). Returns how many keys.
+    pub fn flush_last_used(&self) -> Result<usize, StoreError> {
+        let dirty = self.cache.take_dirty_last_used();
+        if !dirty.is_empty() {
+            self.table.record_last_used(&dirty)?;
+        }
+        Ok(dirty.len())
+    }
+
+    /// Number of keys and principals held in memory.
+    pub fn cached(&self) -> (usize, usize) {
+        self.cache.len()
+    }
+
+    // ---- cache fills ----------------------------------------------------------------------------
+
+    fn cached_key(
+        &self,
+        state: &PolicyState,
+        hash: &token::KeyHash,
+    ) -> Result<Option<Arc<CachedKey>>, StoreError> {
+        if let Some(k) = self.cache.key(hash) {
+            if k.generation == state.generation {
+                return Ok(Some(k));
+            }
+        }
+        let seq = self.table.seq();
+        let Some(record) = self.table.key_by_hash(hash)? else {
+            return Ok(None);
+        };
+        let limits = resolve_limits(&state.compiled, &record);
+        let last = record.last_used.unwrap_or(0);
+        let entry = Arc::new(CachedKey {
+            record,
+            generation: state.generation,
+            limits,
+            last_used: AtomicU64::new(last),
+            persisted: AtomicU64::new(last),
+        });
+        let current = state.generation;
+        self.cache.insert_key(Arc::clone(&entry), || {
+            self.table.seq() == seq && self.state.load().generation == current
+        });
+        Ok(Some(entry))
+    }
+
+    fn cached_principal(
+        &self,
+        state: &PolicyState,
+        id: PrincipalId,
+    ) -> Result<Option<Arc<CachedPrincipal>>, StoreError> {
+        if let Some(p) = self.cache.principal(id) {
+            if p.generation == state.generation {
+                return Ok(Some(p));
+            }
+        }
+        let seq = self.table.seq();
+        let Some(principal) = self.table.principal(id)? else {
+            return Ok(None);
+        };
+        let stored = self.table.bindings_of(id)?;
+        let (bindings, binding_names) = resolve_bindings(&state.compiled, &stored);
+        let default_workspace = match &principal.default_workspace {
+            Some(pk) => self
+                .table
+                .workspace(pk)?
+                .map(|ws| (Arc::from(ws.public_key.as_str()), Arc::from(ws.scope.as_str()))),
+            None => None,
+        };
+        let entry = Arc::new(CachedPrincipal {
+            login_lower: principal.login.to_lowercase(),
+            id_text: principal.id.to_string().into_boxed_str(),
+            principal,
+            generation: state.generation,
+            bindings,
+            binding_names,
+            stored_bindings: stored,
+            default_workspace,
+        });
+        let current = state.generation;
+        self.cache.insert_principal(Arc::clone(&entry), || {
+            self.table.seq() == seq && self.state.load().generation == current
+        });
+        Ok(Some(entry))
+    }
+
+    fn cached_workspace(&self, public_key: &str) -> Option<Arc<crate::store::Workspace>> {
+        if let Some(ws) = self.cache.workspace(public_key) {
+            return Some(ws);
+        }
+        let seq = self.table.seq();
+        let ws = Arc::new(self.table.workspace(public_key).ok()??);
+        self.cache
+            .insert_workspace(Arc::clone(&ws), || self.table.seq() == seq);
+        Some(ws)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Best effort: the last-used times are approximate by design.
+        let _ = self.flush_last_used();
+    }
+}
+
+fn resolve_limits(compiled: &CompiledPolicy, record: &crate::store::KeyRecord) -> KeyLimits {
+    compiled.resolve_key_limits(
+        record.read_only,
+        record.permissions.as_deref(),
+        record.scope.as_deref(),
+    )
+}
+
+type ResolvedBindings = (Vec<crate::decision::Binding>, Vec<(Arc<str>, Arc<str>)>);
+
+fn resolve_bindings(compiled: &CompiledPolicy, stored: &[crate::store::Binding]) -> ResolvedBindings {
+    let mut bindings = Vec::with_capacity(stored.len());
+    let mut names = Vec::with_capacity(stored.len());
+    for b in stored {
+        if let Some(resolved) = compiled.resolve_binding(&b.role, &b.scope) {
+            bindings.push(resolved);
+            names.push((Arc::from(b.role.as_str()), Arc::from(b.scope.as_str())));
+        }
+    }
+    (bindings, names)
+}
+
+/// Joins a context scope and a resource that starts beneath it; `.` is the context itself. `None`
+/// when the resource is already absolute (its first kind is not a child of the context's last kind).
+fn absolute(compiled: &CompiledPolicy, context: &str, resource: &str) -> Option<String> {
+    if resource == "." {
+        return Some(context.to_string());
+    }
+    let ctx_kind = context.rsplit('/').next()?.split_once(':')?.0;
+    let first_kind = resource.split('/').next()?.split_once(':')?.0;
+    let ctx = compiled.kind(ctx_kind)?;
+    let first = compiled.kind(first_kind)?;
+    if compiled.model().kinds[first as usize].parent == Some(ctx) {
+        Some(format!("{context}/{resource}"))
+    } else {
+        None
+    }
+}
