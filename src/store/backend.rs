@@ -222,10 +222,19 @@ fn prepare_dir(dir: &Path) -> Result<()> {
         return Ok(());
     }
     let file_name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
-    if !names.iter().any(|p| file_name(p).as_deref() == Some("db")) {
+    let has = |name: &str| names.iter().any(|p| file_name(p).as_deref() == Some(name));
+    if !has("db") {
         return Err(StoreError::NotKeyward {
             path: dir.to_path_buf(),
             reason: "the directory is not empty and holds no database".to_owned(),
+        });
+    }
+    // sled writes `conf` right after creating `db`; a non-empty `db` without it is not sled's.
+    let db_len = std::fs::metadata(dir.join("db")).map_err(io)?.len();
+    if !has("conf") && db_len > 0 {
+        return Err(StoreError::NotKeyward {
+            path: dir.to_path_buf(),
+            reason: "its `db` file was not written by sled".to_owned(),
         });
     }
     for p in &names {
