@@ -5,5 +5,9 @@
 pub mod credential;
 pub mod decision;
 pub mod diag;
+pub mod engine;
 pub mod policy;
+pub mod store;
 pub mod token;
+
+pub use engine::{Decision, Engine, EngineOptions, Reason, Request};

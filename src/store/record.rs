@@ -1,0 +1,393 @@
+//! The records the key table stores, and the inputs of its mutations.
+//!
+//! **Invariant:** no record holds a secret. Keys are stored as a [`KeyHash`] and a short display prefix.
+
+use serde::{Deserialize, Serialize};
+
+use super::codec::Record;
+use crate::token::KeyHash;
+
+/// Identifies a principal. Allocated from a counter, starting at 1, never reused.
+pub type PrincipalId = u64;
+/// Identifies a key. Allocated from a counter, starting at 1, never reused.
+pub type KeyId = u64;
+
+/// What kind of party a principal is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PrincipalKind {
+    /// A person.
+    User,
+    /// A non-human account used by software.
+    ServiceAccount,
+    /// A workspace acting on its own behalf (seats.io workspace secret keys).
+    Workspace,
+    /// An organization.
+    Organization,
+    /// A company owning workspaces.
+    Company,
+}
+
+/// A party that owns keys and holds role bindings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    /// Its id.
+    pub id: PrincipalId,
+    /// Its kind.
+    pub kind: PrincipalKind,
+    /// Its login, e.g. an email. Unique, compared case-insensitively.
+    pub login: String,
+    /// The public key of the workspace it acts on by default.
+    pub default_workspace: Option<String>,
+    /// Creation time, unix seconds.
+    pub created_at: u64,
+}
+
+impl Record for Principal {
+    const KIND: &'static str = "principal";
+}
+
+/// The kind of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KeyKind {
+    /// An ordinary key.
+    Standard,
+    /// A company admin key (seats.io): acts on any workspace of its company.
+    Admin,
+}
+
+/// A stored key. It holds the key's hash, never the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// Its id.
+    pub id: KeyId,
+    /// The principal it authenticates.
+    pub owner: PrincipalId,
+    /// Its name, unique among its owner's current keys (see [`KeyTable::rotate_key`](super::KeyTable::rotate_key)).
+    pub name: String,
+    /// The hash of the secret.
+    pub hash: KeyHash,
+    /// The first characters of the secret, for listings.
+    pub display_prefix: String,
+    /// Creation time, unix seconds.
+    pub created_at: u64,
+    /// The key stops working at this time (unix seconds), if set.
+    pub expires_at: Option<u64>,
+    /// Whether the key is enabled.
+    pub active: bool,
+    /// Last time a request used it, unix seconds (updated in batches).
+    pub last_used: Option<u64>,
+    /// Whether the key may only perform read actions.
+    pub read_only: bool,
+    /// Action names the key is limited to; `None` means everything its owner's roles allow.
+    pub permissions: Option<Vec<String>>,
+    /// Resource path the key is limited to, e.g. `organization:6`.
+    pub scope: Option<String>,
+    /// Its kind.
+    pub kind: KeyKind,
+    /// Whether the secret was imported rather than generated here.
+    pub imported: bool,
+    /// The key that replaced this one by rotation, if any.
+    pub rotated_to: Option<KeyId>,
+}
+
+impl Record for KeyRecord {
+    const KIND: &'static str = "key record";
+}
+
+/// A role granted to a principal at a scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Binding {
+    /// The principal.
+    pub principal: PrincipalId,
+    /// The role name.
+    pub role: String,
+    /// The resource path the role applies at (and beneath).
+    pub scope: String,
+}
+
+impl Record for Binding {
+    const KIND: &'static str = "binding";
+}
+
+/// A workspace, addressed by its public (non-secret) key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workspace {
+    /// The public workspace key, e.g. sent as `X-Workspace-Key`.
+    pub public_key: String,
+    /// Its display name.
+    pub name: String,
+    /// The resource path it stands for.
+    pub scope: String,
+    /// The company principal owning it.
+    pub company: Option<PrincipalId>,
+}
+
+impl Record for Workspace {
+    const KIND: &'static str = "workspace";
+}
+
+/// Who performed a mutation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Actor {
+    /// keyward itself, or the embedding application.
+    System,
+    /// A principal, e.g. through an admin API.
+    Principal(PrincipalId),
+    /// An operator at the shell.
+    Cli,
+}
+
+/// One mutation, as recorded in the audit log. Carries ids and names, never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// A principal was added.
+    PrincipalAdded {
+        /// Its id.
+        id: PrincipalId,
+        /// Its login.
+        login: String,
+    },
+    /// A principal was removed with its keys and bindings.
+    PrincipalRemoved {
+        /// Its id.
+        id: PrincipalId,
+        /// Its login.
+        login: String,
+        /// The keys removed with it.
+        keys: Vec<KeyId>,
+    },
+    /// A principal's default workspace was set or cleared.
+    DefaultWorkspaceSet {
+        /// The principal.
+        id: PrincipalId,
+        /// The workspace's public key.
+        workspace: Option<String>,
+    },
+    /// A key was generated.
+    KeyCreated {
+        /// The key.
+        key: KeyId,
+        /// Its owner.
+        owner: PrincipalId,
+        /// Its name.
+        name: String,
+    },
+    /// A key was imported.
+    KeyImported {
+        /// The key.
+        key: KeyId,
+        /// Its owner.
+        owner: PrincipalId,
+        /// Its name.
+        name: String,
+    },
+    /// A key was renamed.
+    KeyRenamed {
+        /// The key.
+        key: KeyId,
+        /// Its owner.
+        owner: PrincipalId,
+        /// The old name.
+        from: String,
+        /// The new name.
+        to: String,
+    },
+    /// A key was deactivated.
+    KeyDeactivated {
+        /// The key.
+        key: KeyId,
+        /// Its owner.
+        owner: PrincipalId,
+    },
+    /// A key was re-activated.
+    KeyActivated {
+        /// The key.
+        key: KeyId,
+        /// Its owner.
+        owner: PrincipalId,
+    },
+    /// A key was deleted.
+    KeyDeleted {
+        /// The key.
+        key: KeyId,
+        /// Its owner.
+        owner: PrincipalId,
+        /// Its name.
+        name: String,
+    },
+    /// A key's expiry was set or cleared.
+    KeyExpirySet {
+        /// The key.
+        key: KeyId,
+        /// Its owner.
+        owner: PrincipalId,
+        /// The new expiry, unix seconds.
+        expires_at: Option<u64>,
+    },
+    /// A key was rotated: a new key replaces it, and it keeps working until `old_valid_until`.
+    KeyRotated {
+        /// The old key.
+        old: KeyId,
+        /// The new key.
+        new: KeyId,
+        /// Their owner.
+        owner: PrincipalId,
+        /// The old key's expiry.
+        old_valid_until: u64,
+    },
+    /// A key was regenerated: the old one was removed at once and a new one took its place.
+    KeyRegenerated {
+        /// The removed key.
+        old: KeyId,
+        /// The new key.
+        new: KeyId,
+        /// Their owner.
+        owner: PrincipalId,
+    },
+    /// A role was bound to a principal.
+    Bound {
+        /// The principal.
+        principal: PrincipalId,
+        /// The role.
+        role: String,
+        /// The scope.
+        scope: String,
+    },
+    /// A role binding was removed.
+    Unbound {
+        /// The principal.
+        principal: PrincipalId,
+        /// The role.
+        role: String,
+        /// The scope.
+        scope: String,
+    },
+    /// A workspace was added.
+    WorkspaceAdded {
+        /// Its public key.
+        public_key: String,
+        /// Its name.
+        name: String,
+        /// Its company.
+        company: Option<PrincipalId>,
+    },
+    /// A workspace was removed.
+    WorkspaceRemoved {
+        /// Its public key.
+        public_key: String,
+        /// Its company.
+        company: Option<PrincipalId>,
+    },
+}
+
+impl Op {
+    /// The principals this operation concerns (the audit log is indexed by them).
+    pub fn principals(&self) -> Vec<PrincipalId> {
+        match self {
+            Op::PrincipalAdded { id, .. }
+            | Op::PrincipalRemoved { id, .. }
+            | Op::DefaultWorkspaceSet { id, .. } => vec![*id],
+            Op::KeyCreated { owner, .. }
+            | Op::KeyImported { owner, .. }
+            | Op::KeyRenamed { owner, .. }
+            | Op::KeyDeactivated { owner, .. }
+            | Op::KeyActivated { owner, .. }
+            | Op::KeyDeleted { owner, .. }
+            | Op::KeyExpirySet { owner, .. }
+            | Op::KeyRotated { owner, .. }
+            | Op::KeyRegenerated { owner, .. } => vec![*owner],
+            Op::Bound { principal, .. } | Op::Unbound { principal, .. } => vec![*principal],
+            Op::WorkspaceAdded { company, .. } | Op::WorkspaceRemoved { company, .. } => {
+                company.iter().copied().collect()
+            }
+        }
+    }
+}
+
+/// One entry of the audit log, which is also the change log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Sequence number, starting at 1, one per committed mutation.
+    pub seq: u64,
+    /// Time of the mutation, unix seconds.
+    pub at: u64,
+    /// Who performed it.
+    pub actor: Actor,
+    /// What it did.
+    pub op: Op,
+}
+
+impl AuditEntry {
+    /// The principals this entry is indexed under: the acting principal and those the operation concerns.
+    pub fn principals(&self) -> Vec<PrincipalId> {
+        let mut out = self.op.principals();
+        if let Actor::Principal(id) = self.actor {
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        out
+    }
+}
+
+impl Record for AuditEntry {
+    const KIND: &'static str = "audit entry";
+}
+
+/// Input of [`KeyTable::add_principal`](super::KeyTable::add_principal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPrincipal {
+    /// Its kind.
+    pub kind: PrincipalKind,
+    /// Its login, unique case-insensitively.
+    pub login: String,
+    /// The public key of an existing workspace.
+    pub default_workspace: Option<String>,
+}
+
+/// Input of [`KeyTable::create_key`](super::KeyTable::create_key) and
+/// [`KeyTable::import_key`](super::KeyTable::import_key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKey {
+    /// The owning principal, which must exist.
+    pub owner: PrincipalId,
+    /// Its name: 1 to 100 characters, no control characters, unique among the owner's keys.
+    pub name: String,
+    /// Expiry, unix seconds; must be in the future.
+    pub expires_at: Option<u64>,
+    /// Whether the key may only perform read actions.
+    pub read_only: bool,
+    /// Action names the key is limited to.
+    pub permissions: Option<Vec<String>>,
+    /// Resource path the key is limited to.
+    pub scope: Option<String>,
+    /// Its kind.
+    pub kind: KeyKind,
+}
+
+impl NewKey {
+    /// A standard, unrestricted, non-expiring key.
+    pub fn new(owner: PrincipalId, name: impl Into<String>) -> Self {
+        NewKey {
+            owner,
+            name: name.into(),
+            expires_at: None,
+            read_only: false,
+            permissions: None,
+            scope: None,
+            kind: KeyKind::Standard,
+        }
+    }
+}
+
+/// Input of [`KeyTable::audit`](super::KeyTable::audit): newest first, optionally one principal's entries,
+/// `limit` entries at most, only entries with a sequence number below `before` when set (paging).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only entries concerning this principal.
+    pub principal: Option<PrincipalId>,
+    /// At most this many entries.
+    pub limit: usize,
+    /// Only entries with `seq < before`.
+    pub before: Option<u64>,
+}

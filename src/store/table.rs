@@ -1,0 +1,1334 @@
+//! The key table: principals, keys, bindings, workspaces and the audit log over one [`Backend`].
+//!
+//! Reads go straight to the backend. Writers are serialized by one mutex; each mutation reads, checks and
+//! then writes ONE atomic batch holding the records, their index entries, the audit entry with the next
+//! sequence number and the updated counters, flushes it (unless in [`KeyTable::bulk`] mode), bumps the
+//! in-memory sequence number and notifies subscribers, all before returning.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, MutexGuard, RwLock};
+
+use super::backend::{Backend, Order, SledBackend, WriteBatch};
+use super::codec::{decode, encode, Record};
+use super::error::{Result, StoreError};
+use super::layout::{self, LAYOUT_VERSION, MAGIC};
+use super::record::{
+    Actor, AuditEntry, AuditQuery, Binding, KeyId, KeyRecord, NewKey, NewPrincipal, Op, Principal,
+    PrincipalId, Workspace,
+};
+use super::validate;
+use crate::token::{classify, display_prefix, Hasher, KeyFormat, KeyHash, Secret, TokenShape};
+
+/// Options for opening a key table.
+#[derive(Clone, Default)]
+pub struct StoreOptions {
+    /// Server-side secret mixed into every key hash (BLAKE3 keyed mode). A table must always be opened with
+    /// the pepper it was written with, or no key will be found.
+    pub pepper: Option<[u8; 32]>,
+    /// The format of generated keys.
+    pub key_format: KeyFormat,
+}
+
+impl fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pepper = if self.pepper.is_some() {
+            "<redacted>"
+        } else {
+            "none"
+        };
+        f.debug_struct("StoreOptions")
+            .field("pepper", &pepper)
+            .field("key_format", &self.key_format)
+            .finish()
+    }
+}
+
+/// What a committed mutation made stale. Delivered to subscribers after the mutation is applied (and, outside
+/// bulk mode, flushed) and after [`KeyTable::seq`] was bumped to `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Change {
+    /// The sequence number of the mutation.
+    pub seq: u64,
+    /// Hashes of every key whose record was created, changed or removed.
+    pub keys: Vec<KeyHash>,
+    /// Principals whose record or bindings were created, changed or removed.
+    pub principals: Vec<PrincipalId>,
+    /// Public keys of workspaces created, changed or removed.
+    pub workspaces: Vec<String>,
+}
+
+/// A change subscriber. It runs while the table's writer lock is held: it must be quick, must not panic,
+/// and must not mutate the same table (that returns [`StoreError::Reentrant`]).
+pub type Subscriber = Box<dyn Fn(&Change) + Send + Sync>;
+
+type Subscribers = Arc<Vec<Arc<dyn Fn(&Change) + Send + Sync>>>;
+
+/// Counters kept in meta and cached under the writer lock.
+#[derive(Debug, Clone, Copy)]
+struct Counters {
+    seq: u64,
+    next_principal: PrincipalId,
+    next_key: KeyId,
+}
+
+static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// Ids of the tables whose writer lock this thread holds.
+    static WRITING: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The key table. `Send + Sync`; every method takes `&self`.
+pub struct KeyTable {
+    backend: Box<dyn Backend>,
+    hasher: Hasher,
+    format: KeyFormat,
+    writer: Mutex<Counters>,
+    seq: AtomicU64,
+    subscribers: RwLock<Subscribers>,
+    path: Option<PathBuf>,
+    id: u64,
+}
+
+impl fmt::Debug for KeyTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyTable")
+            .field("path", &self.path)
+            .field("seq", &self.seq())
+            .field("hasher", &self.hasher)
+            .field("key_format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn u64_value(v: u64) -> Vec<u8> {
+    v.to_be_bytes().to_vec()
+}
+
+impl KeyTable {
+    /// Opens (creating if needed) the key table stored in directory `dir`.
+    ///
+    /// Fails with [`StoreError::InUse`] if another process has it open, [`StoreError::NotKeyward`] if the
+    /// path holds something else, [`StoreError::Corrupt`] if sled cannot read it.
+    pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<KeyTable> {
+        let dir = dir.as_ref();
+        let backend = SledBackend::open(dir)?;
+        if backend.has_foreign_trees()? {
+            return Err(StoreError::NotKeyward {
+                path: dir.to_path_buf(),
+                reason: "it holds sled trees keyward does not use".to_owned(),
+            });
+        }
+        Self::with_backend(Box::new(backend), options, Some(dir.to_path_buf()))
+    }
+
+    /// A table in a temporary sled database, removed on drop. For demos and tests.
+    pub fn temporary(options: StoreOptions) -> Result<KeyTable> {
+        Self::with_backend(Box::new(SledBackend::temporary()?), options, None)
+    }
+
+    /// A table over any backend. An empty backend is initialized; one holding data must hold a keyward
+    /// table of a supported layout version.
+    pub fn with_backend(
+        backend: Box<dyn Backend>,
+        options: StoreOptions,
+        path: Option<PathBuf>,
+    ) -> Result<KeyTable> {
+        let shown = path.clone().unwrap_or_else(|| PathBuf::from("<temporary>"));
+        match backend.get(&layout::meta("magic"))? {
+            Some(magic) => {
+                let version = magic
+                    .strip_prefix(MAGIC.as_slice())
+                    .filter(|v| v.len() == 4)
+                    .ok_or_else(|| StoreError::NotKeyward {
+                        path: shown.clone(),
+                        reason: "its marker record is not keyward's".to_owned(),
+                    })?;
+                let version = u32::from_be_bytes([
+                    version.first().copied().unwrap_or(0),
+                    version.get(1).copied().unwrap_or(0),
+                    version.get(2).copied().unwrap_or(0),
+                    version.get(3).copied().unwrap_or(0),
+                ]);
+                if version != LAYOUT_VERSION {
+                    return Err(StoreError::UnsupportedVersion {
+                        what: "database layout",
+                        found: version,
+                        supported: LAYOUT_VERSION,
+                    });
+                }
+            }
+            None => {
+                if !backend.is_empty()? {
+                    return Err(StoreError::NotKeyward {
+                        path: shown,
+                        reason: "it holds data but no keyward marker".to_owned(),
+                    });
+                }
+                let mut magic = MAGIC.to_vec();
+                magic.extend_from_slice(&LAYOUT_VERSION.to_be_bytes());
+                let mut batch = WriteBatch::new();
+                batch.put(layout::meta("magic"), magic);
+                batch.put(layout::meta("seq"), u64_value(0));
+                batch.put(layout::meta("next_principal"), u64_value(1));
+                batch.put(layout::meta("next_key"), u64_value(1));
+                backend.apply(batch)?;
+                backend.flush()?;
+            }
+        }
+        let counter = |name: &'static str| -> Result<u64> {
+            let v = backend.get(&layout::meta(name))?.ok_or_else(|| {
+                StoreError::corrupt("meta record", format!("`{name}` is missing"))
+            })?;
+            layout::exact_u64("meta record", &v)
+        };
+        let counters = Counters {
+            seq: counter("seq")?,
+            next_principal: counter("next_principal")?,
+            next_key: counter("next_key")?,
+        };
+        Ok(KeyTable {
+            backend,
+            hasher: Hasher::new(options.pepper),
+            format: options.key_format,
+            seq: AtomicU64::new(counters.seq),
+            writer: Mutex::new(counters),
+            subscribers: RwLock::new(Arc::new(Vec::new())),
+            path,
+            id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// The directory the table lives in (`None` for a temporary table).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The sequence number of the last committed mutation (0 for a new table).
+    pub fn seq(&self) -> u64 {
+        self.seq.load(Ordering::Acquire)
+    }
+
+    /// The format of generated keys.
+    pub fn key_format(&self) -> &KeyFormat {
+        &self.format
+    }
+
+    /// Checks a presented token's syntax against this table's key format (no lookup, no allocation).
+    pub fn classify(&self, token: &str) -> Result<TokenShape, crate::token::TokenError> {
+        classify(token, &self.format)
+    }
+
+    /// The stored hash of a key (keyed with the pepper when configured).
+    pub fn hash(&self, secret: &str) -> KeyHash {
+        self.hasher.hash(secret)
+    }
+
+    /// Registers a change subscriber; see [`Change`] and [`Subscriber`].
+    pub fn subscribe(&self, f: Subscriber) {
+        let mut subs = self.subscribers.write();
+        let mut next: Vec<_> = subs.iter().cloned().collect();
+        next.push(Arc::from(f));
+        *subs = Arc::new(next);
+    }
+
+    /// Makes every applied mutation durable.
+    pub fn flush(&self) -> Result<()> {
+        self.backend.flush()
+    }
+
+    fn lock(&self) -> Result<Bulk<'_>> {
+        let reentrant = WRITING.with(|w| w.borrow().contains(&self.id));
+        if reentrant {
+            return Err(StoreError::Reentrant);
+        }
+        let state = self.writer.lock();
+        WRITING.with(|w| w.borrow_mut().push(self.id));
+        Ok(Bulk {
+            table: self,
+            state,
+            durable: true,
+        })
+    }
+
+    fn write<R>(&self, f: impl FnOnce(&mut Bulk<'_>) -> Result<R>) -> Result<R> {
+        let mut w = self.lock()?;
+        f(&mut w)
+    }
+
+    /// Runs several mutations under one writer lock without flushing each: one flush happens at the end
+    /// (even if `f` fails, so that what was committed is durable). Subscribers are notified per mutation.
+    /// Inside `f`, mutate through the [`Bulk`] handle; calling a mutating method of the table itself returns
+    /// [`StoreError::Reentrant`]. Reads on the table are fine.
+    pub fn bulk<R>(&self, f: impl FnOnce(&mut Bulk<'_>) -> Result<R>) -> Result<R> {
+        let mut w = self.lock()?;
+        w.durable = false;
+        let result = f(&mut w);
+        let flushed = self.backend.flush();
+        drop(w);
+        let value = result?;
+        flushed?;
+        Ok(value)
+    }
+
+    fn get_record<T: Record>(&self, key: &[u8]) -> Result<Option<T>> {
+        match self.backend.get(key)? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn get_id(&self, what: &'static str, key: &[u8]) -> Result<Option<u64>> {
+        match self.backend.get(key)? {
+            Some(bytes) => layout::exact_u64(what, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn scan_records<T: Record>(&self, prefix: &[u8]) -> Result<Vec<T>> {
+        self.backend
+            .scan_prefix(prefix, Order::Forward)
+            .map(|r| r.and_then(|(_, v)| decode(&v)))
+            .collect()
+    }
+
+    // ----- principals -----
+
+    /// The principal with this id.
+    pub fn principal(&self, id: PrincipalId) -> Result<Option<Principal>> {
+        self.get_record(&layout::principal(id))
+    }
+
+    /// The principal with this login, compared case-insensitively.
+    pub fn principal_by_login(&self, login: &str) -> Result<Option<Principal>> {
+        let key = layout::login(&validate::login_key(login));
+        match self.get_id("login index entry", &key)? {
+            Some(id) => self.principal(id),
+            None => Ok(None),
+        }
+    }
+
+    /// Every principal, by id.
+    pub fn list_principals(&self) -> Result<Vec<Principal>> {
+        self.scan_records(&[layout::PRINCIPAL])
+    }
+
+    fn require_principal(&self, id: PrincipalId) -> Result<Principal> {
+        self.principal(id)?
+            .ok_or_else(|| StoreError::not_found("principal", id))
+    }
+
+    /// Adds a principal. [`StoreError::Conflict`] if the login is taken (case-insensitively).
+    pub fn add_principal(&self, actor: Actor, new: NewPrincipal) -> Result<Principal> {
+        self.write(|w| w.add_principal(actor, new))
+    }
+
+    /// Sets or clears a principal's default workspace, which must exist.
+    pub fn set_default_workspace(
+        &self,
+        actor: Actor,
+        id: PrincipalId,
+        workspace: Option<String>,
+    ) -> Result<Principal> {
+        self.write(|w| w.set_default_workspace(actor, id, workspace))
+    }
+
+    /// Removes a principal with all its keys and bindings, in one batch. [`StoreError::Conflict`] if it is
+    /// the company of a workspace.
+    pub fn remove_principal(&self, actor: Actor, id: PrincipalId) -> Result<Principal> {
+        self.write(|w| w.remove_principal(actor, id))
+    }
+
+    // ----- keys -----
+
+    /// The key with this id.
+    pub fn key(&self, id: KeyId) -> Result<Option<KeyRecord>> {
+        self.get_record(&layout::key(id))
+    }
+
+    fn require_key(&self, id: KeyId) -> Result<KeyRecord> {
+        self.key(id)?
+            .ok_or_else(|| StoreError::not_found("key", id))
+    }
+
+    /// The key with this hash: one index read and one record read. The engine's cache-miss path.
+    pub fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
+        match self.get_id("key hash index entry", &layout::key_by_hash(hash))? {
+            Some(id) => self.key(id),
+            None => Ok(None),
+        }
+    }
+
+    /// The keys of a principal, by id. [`StoreError::NotFound`] if the principal does not exist.
+    pub fn keys_of(&self, owner: PrincipalId) -> Result<Vec<KeyRecord>> {
+        self.require_principal(owner)?;
+        self.owned_key_ids(owner)?
+            .into_iter()
+            .map(|id| {
+                self.key(id)?.ok_or_else(|| {
+                    StoreError::corrupt("key owner index", format!("key {id} is missing"))
+                })
+            })
+            .collect()
+    }
+
+    fn owned_key_ids(&self, owner: PrincipalId) -> Result<Vec<KeyId>> {
+        self.backend
+            .scan_prefix(
+                &layout::id_prefix(layout::KEY_BY_OWNER, owner),
+                Order::Forward,
+            )
+            .map(|r| r.and_then(|(k, _)| layout::read_u64("key owner index entry", &k)))
+            .collect()
+    }
+
+    /// Every key, by id.
+    pub fn list_keys(&self) -> Result<Vec<KeyRecord>> {
+        self.scan_records(&[layout::KEY])
+    }
+
+    /// Creates a key; returns its record and its secret, which is shown once and never stored.
+    pub fn create_key(&self, actor: Actor, new: NewKey) -> Result<(KeyRecord, Secret)> {
+        self.write(|w| w.create_key(actor, new))
+    }
+
+    /// Imports an existing key (any acceptable token; a token starting with the key prefix must be a valid
+    /// generated key). [`StoreError::Conflict`] if a key with the same secret exists.
+    pub fn import_key(&self, actor: Actor, new: NewKey, secret: &str) -> Result<KeyRecord> {
+        self.write(|w| w.import_key(actor, new, secret))
+    }
+
+    /// Renames a key. [`StoreError::Conflict`] if the owner has another current key of that name.
+    pub fn rename_key(&self, actor: Actor, id: KeyId, name: &str) -> Result<KeyRecord> {
+        self.write(|w| w.rename_key(actor, id, name))
+    }
+
+    /// Activates or deactivates a key. Setting the current state again changes nothing.
+    pub fn set_key_active(&self, actor: Actor, id: KeyId, active: bool) -> Result<KeyRecord> {
+        self.write(|w| w.set_key_active(actor, id, active))
+    }
+
+    /// Deletes a key; returns its last record.
+    pub fn delete_key(&self, actor: Actor, id: KeyId) -> Result<KeyRecord> {
+        self.write(|w| w.delete_key(actor, id))
+    }
+
+    /// Sets or clears a key's expiry (unix seconds; a past time expires it at once).
+    pub fn set_key_expiry(
+        &self,
+        actor: Actor,
+        id: KeyId,
+        expires_at: Option<u64>,
+    ) -> Result<KeyRecord> {
+        self.write(|w| w.set_key_expiry(actor, id, expires_at))
+    }
+
+    /// Rotates a key with an overlap window; see [`Bulk::rotate_key`].
+    pub fn rotate_key(
+        &self,
+        actor: Actor,
+        id: KeyId,
+        old_valid_until: u64,
+    ) -> Result<(KeyRecord, Secret)> {
+        self.write(|w| w.rotate_key(actor, id, old_valid_until))
+    }
+
+    /// Replaces a key at once; see [`Bulk::regenerate_key`].
+    pub fn regenerate_key(&self, actor: Actor, id: KeyId) -> Result<(KeyRecord, Secret)> {
+        self.write(|w| w.regenerate_key(actor, id))
+    }
+
+    /// Records when keys were last used: one batch, one flush. Not audited and not a visible change (no
+    /// sequence number, no notification). A time older than the stored one and unknown keys (deleted
+    /// meanwhile) are skipped.
+    pub fn record_last_used(&self, updates: &[(KeyId, u64)]) -> Result<()> {
+        let w = self.lock()?;
+        let mut changed: Vec<KeyRecord> = Vec::new();
+        for &(id, at) in updates {
+            if let Some(rec) = changed.iter_mut().find(|r| r.id == id) {
+                rec.last_used = rec.last_used.max(Some(at));
+                continue;
+            }
+            if let Some(mut rec) = self.key(id)? {
+                if rec.last_used < Some(at) {
+                    rec.last_used = Some(at);
+                    changed.push(rec);
+                }
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::new();
+        for rec in &changed {
+            batch.put(layout::key(rec.id).to_vec(), encode(rec)?);
+        }
+        self.backend.apply(batch)?;
+        let flushed = self.backend.flush();
+        drop(w);
+        flushed
+    }
+
+    // ----- bindings -----
+
+    /// The role bindings of a principal, ordered by role then scope.
+    pub fn bindings_of(&self, principal: PrincipalId) -> Result<Vec<Binding>> {
+        self.scan_records(&layout::id_prefix(layout::BINDING, principal))
+    }
+
+    /// Binds a role at a scope to a principal. [`StoreError::Conflict`] if that binding exists.
+    pub fn bind(
+        &self,
+        actor: Actor,
+        principal: PrincipalId,
+        role: &str,
+        scope: &str,
+    ) -> Result<Binding> {
+        self.write(|w| w.bind(actor, principal, role, scope))
+    }
+
+    /// Removes a binding. [`StoreError::NotFound`] if it does not exist.
+    pub fn unbind(
+        &self,
+        actor: Actor,
+        principal: PrincipalId,
+        role: &str,
+        scope: &str,
+    ) -> Result<Binding> {
+        self.write(|w| w.unbind(actor, principal, role, scope))
+    }
+
+    // ----- workspaces -----
+
+    /// The workspace with this public key.
+    pub fn workspace(&self, public_key: &str) -> Result<Option<Workspace>> {
+        self.get_record(&layout::workspace(public_key))
+    }
+
+    /// Every workspace, by public key.
+    pub fn list_workspaces(&self) -> Result<Vec<Workspace>> {
+        self.scan_records(&[layout::WORKSPACE])
+    }
+
+    /// Adds a workspace. [`StoreError::Conflict`] if the public key is taken.
+    pub fn add_workspace(&self, actor: Actor, workspace: Workspace) -> Result<Workspace> {
+        self.write(|w| w.add_workspace(actor, workspace))
+    }
+
+    /// Removes a workspace. [`StoreError::Conflict`] while a principal has it as default workspace.
+    pub fn remove_workspace(&self, actor: Actor, public_key: &str) -> Result<Workspace> {
+        self.write(|w| w.remove_workspace(actor, public_key))
+    }
+
+    // ----- audit / change log -----
+
+    /// Audit entries, newest first; see [`AuditQuery`].
+    pub fn audit(&self, query: AuditQuery) -> Result<Vec<AuditEntry>> {
+        if query.limit == 0 || query.before == Some(0) {
+            return Ok(Vec::new());
+        }
+        match query.principal {
+            None => {
+                let start = layout::audit(0);
+                let end = match query.before {
+                    Some(before) => layout::audit(before).to_vec(),
+                    None => vec![layout::AUDIT + 1],
+                };
+                self.backend
+                    .scan(&start, Some(&end), Order::Reverse)
+                    .take(query.limit)
+                    .map(|r| r.and_then(|(_, v)| decode(&v)))
+                    .collect()
+            }
+            Some(p) => {
+                let start = layout::audit_by_principal(p, 0);
+                let end = match query.before {
+                    Some(before) => layout::audit_by_principal(p, before),
+                    None => {
+                        layout::id_prefix(layout::AUDIT_BY_PRINCIPAL, p.wrapping_add(1)).to_vec()
+                    }
+                };
+                let end = if p == u64::MAX && query.before.is_none() {
+                    vec![layout::AUDIT_BY_PRINCIPAL + 1]
+                } else {
+                    end
+                };
+                self.backend
+                    .scan(&start, Some(&end), Order::Reverse)
+                    .take(query.limit)
+                    .map(|r| {
+                        let (k, _) = r?;
+                        let seq = layout::read_u64("audit index entry", &k)?;
+                        self.get_record::<AuditEntry>(&layout::audit(seq))?
+                            .ok_or_else(|| {
+                                StoreError::corrupt(
+                                    "audit index entry",
+                                    format!("entry {seq} is missing"),
+                                )
+                            })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Up to `limit` changes committed after `seq`, oldest first: the audit log read as a change log.
+    pub fn changes_since(&self, seq: u64, limit: usize) -> Result<Vec<AuditEntry>> {
+        let Some(from) = seq.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        self.backend
+            .scan(
+                &layout::audit(from),
+                Some(&[layout::AUDIT + 1]),
+                Order::Forward,
+            )
+            .take(limit)
+            .map(|r| r.and_then(|(_, v)| decode(&v)))
+            .collect()
+    }
+}
+
+/// The writer handle: holds the table's writer lock. Received by the closure of [`KeyTable::bulk`], where
+/// mutations are not flushed one by one; every [`KeyTable`] mutation runs through one too.
+pub struct Bulk<'a> {
+    table: &'a KeyTable,
+    state: MutexGuard<'a, Counters>,
+    durable: bool,
+}
+
+impl fmt::Debug for Bulk<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bulk")
+            .field("table", &self.table)
+            .field("durable", &self.durable)
+            .finish()
+    }
+}
+
+impl Drop for Bulk<'_> {
+    fn drop(&mut self) {
+        let id = self.table.id;
+        WRITING.with(|w| w.borrow_mut().retain(|&t| t != id));
+    }
+}
+
+/// What a mutation made stale, before it gets its sequence number.
+#[derive(Default)]
+struct Stale {
+    keys: Vec<KeyHash>,
+    principals: Vec<PrincipalId>,
+    workspaces: Vec<String>,
+}
+
+impl Bulk<'_> {
+    /// The table being written.
+    pub fn table(&self) -> &KeyTable {
+        self.table
+    }
+
+    /// Adds the audit entry and counters to `batch`, applies it, flushes it unless in bulk mode, bumps the
+    /// sequence number and notifies subscribers.
+    fn commit(
+        &mut self,
+        mut batch: WriteBatch,
+        mut next: Counters,
+        actor: Actor,
+        op: Op,
+        stale: Stale,
+    ) -> Result<u64> {
+        let t = self.table;
+        let seq = next
+            .seq
+            .checked_add(1)
+            .ok_or_else(|| StoreError::corrupt("meta record", "the sequence number overflowed"))?;
+        next.seq = seq;
+        let entry = AuditEntry {
+            seq,
+            at: now(),
+            actor,
+            op,
+        };
+        batch.put(layout::audit(seq).to_vec(), encode(&entry)?);
+        for p in entry.principals() {
+            batch.put(layout::audit_by_principal(p, seq), Vec::new());
+        }
+        batch.put(layout::meta("seq"), u64_value(seq));
+        if next.next_principal != self.state.next_principal {
+            batch.put(
+                layout::meta("next_principal"),
+                u64_value(next.next_principal),
+            );
+        }
+        if next.next_key != self.state.next_key {
+            batch.put(layout::meta("next_key"), u64_value(next.next_key));
+        }
+        t.backend.apply(batch)?;
+        // INVARIANT: from here on the mutation is visible to readers, so the sequence number must move and
+        // subscribers must hear of it even if the flush fails.
+        *self.state = next;
+        let flushed = if self.durable {
+            t.backend.flush()
+        } else {
+            Ok(())
+        };
+        t.seq.store(seq, Ordering::Release);
+        let change = Change {
+            seq,
+            keys: stale.keys,
+            principals: stale.principals,
+            workspaces: stale.workspaces,
+        };
+        let subs = t.subscribers.read().clone();
+        for s in subs.iter() {
+            s(&change);
+        }
+        flushed?;
+        Ok(seq)
+    }
+
+    // ----- principals -----
+
+    /// Adds a principal; see [`KeyTable::add_principal`].
+    pub fn add_principal(&mut self, actor: Actor, new: NewPrincipal) -> Result<Principal> {
+        let t = self.table;
+        validate::login(&new.login)?;
+        let lower = validate::login_key(&new.login);
+        let login_key = layout::login(&lower);
+        if t.backend.get(&login_key)?.is_some() {
+            return Err(StoreError::conflict(format!(
+                "login `{}` is taken",
+                super::error::truncate(&new.login)
+            )));
+        }
+        if let Some(ws) = &new.default_workspace {
+            validate::workspace_key(ws)?;
+            if t.workspace(ws)?.is_none() {
+                return Err(StoreError::not_found("workspace", ws));
+            }
+        }
+        let mut next = *self.state;
+        let id = next.next_principal;
+        next.next_principal = id
+            .checked_add(1)
+            .ok_or_else(|| StoreError::corrupt("meta record", "principal ids are exhausted"))?;
+        let principal = Principal {
+            id,
+            kind: new.kind,
+            login: new.login,
+            default_workspace: new.default_workspace,
+            created_at: now(),
+        };
+        let mut batch = WriteBatch::new();
+        batch.put(layout::principal(id).to_vec(), encode(&principal)?);
+        batch.put(login_key, u64_value(id));
+        let op = Op::PrincipalAdded {
+            id,
+            login: principal.login.clone(),
+        };
+        let stale = Stale {
+            principals: vec![id],
+            ..Stale::default()
+        };
+        self.commit(batch, next, actor, op, stale)?;
+        Ok(principal)
+    }
+
+    /// Sets or clears a principal's default workspace; see [`KeyTable::set_default_workspace`].
+    pub fn set_default_workspace(
+        &mut self,
+        actor: Actor,
+        id: PrincipalId,
+        workspace: Option<String>,
+    ) -> Result<Principal> {
+        let t = self.table;
+        let mut principal = t.require_principal(id)?;
+        if let Some(ws) = &workspace {
+            validate::workspace_key(ws)?;
+            if t.workspace(ws)?.is_none() {
+                return Err(StoreError::not_found("workspace", ws));
+            }
+        }
+        if principal.default_workspace == workspace {
+            return Ok(principal);
+        }
+        principal.default_workspace = workspace.clone();
+        let mut batch = WriteBatch::new();
+        batch.put(layout::principal(id).to_vec(), encode(&principal)?);
+        let stale = Stale {
+            principals: vec![id],
+            ..Stale::default()
+        };
+        let next = *self.state;
+        self.commit(
+            batch,
+            next,
+            actor,
+            Op::DefaultWorkspaceSet { id, workspace },
+            stale,
+        )?;
+        Ok(principal)
+    }
+
+    /// Removes a principal with its keys and bindings; see [`KeyTable::remove_principal`].
+    pub fn remove_principal(&mut self, actor: Actor, id: PrincipalId) -> Result<Principal> {
+        let t = self.table;
+        let principal = t.require_principal(id)?;
+        for ws in t.list_workspaces()? {
+            if ws.company == Some(id) {
+                return Err(StoreError::conflict(format!(
+                    "principal {id} is the company of workspace `{}`; remove the workspace first",
+                    super::error::truncate(&ws.public_key)
+                )));
+            }
+        }
+        let mut batch = WriteBatch::new();
+        let mut stale = Stale {
+            principals: vec![id],
+            ..Stale::default()
+        };
+        let mut keys = Vec::new();
+        for key_id in t.owned_key_ids(id)? {
+            if let Some(rec) = t.key(key_id)? {
+                self.delete_key_entries(&mut batch, &rec)?;
+                stale.keys.push(rec.hash);
+            } else {
+                batch.delete(layout::key_by_owner(id, key_id));
+            }
+            keys.push(key_id);
+        }
+        for entry in t
+            .backend
+            .scan_prefix(&layout::id_prefix(layout::BINDING, id), Order::Forward)
+        {
+            let (k, _) = entry?;
+            batch.delete(k);
+        }
+        batch.delete(layout::principal(id).to_vec());
+        batch.delete(layout::login(&validate::login_key(&principal.login)));
+        let op = Op::PrincipalRemoved {
+            id,
+            login: principal.login.clone(),
+            keys,
+        };
+        let next = *self.state;
+        self.commit(batch, next, actor, op, stale)?;
+        Ok(principal)
+    }
+
+    // ----- keys -----
+
+    fn check_new_key(&self, new: &NewKey) -> Result<()> {
+        let t = self.table;
+        validate::name("key name", &new.name)?;
+        if let Some(scope) = &new.scope {
+            validate::scope(scope)?;
+        }
+        if let Some(perms) = &new.permissions {
+            validate::permissions(perms)?;
+        }
+        if let Some(at) = new.expires_at {
+            if at <= now() {
+                return Err(StoreError::InvalidExpiry {
+                    at,
+                    reason: "it is not in the future",
+                });
+            }
+        }
+        t.require_principal(new.owner)?;
+        self.check_name_free(new.owner, &new.name, None)
+    }
+
+    /// Fails if `owner` has a current key named `name` other than `except`.
+    fn check_name_free(&self, owner: PrincipalId, name: &str, except: Option<KeyId>) -> Result<()> {
+        let existing = self
+            .table
+            .get_id("key name index entry", &layout::key_name(owner, name))?;
+        match existing {
+            Some(other) if Some(other) != except => Err(StoreError::conflict(format!(
+                "principal {owner} already has a key named `{}`",
+                super::error::truncate(name)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_hash_free(&self, hash: &KeyHash) -> Result<()> {
+        if self
+            .table
+            .backend
+            .get(&layout::key_by_hash(hash))?
+            .is_some()
+        {
+            return Err(StoreError::conflict(
+                "a key with the same secret already exists",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Deletes a key record and its index entries (the name index only if it points to this key).
+    fn delete_key_entries(&self, batch: &mut WriteBatch, rec: &KeyRecord) -> Result<()> {
+        let t = self.table;
+        batch.delete(layout::key(rec.id).to_vec());
+        batch.delete(layout::key_by_owner(rec.owner, rec.id));
+        let by_hash = layout::key_by_hash(&rec.hash);
+        if t.get_id("key hash index entry", &by_hash)? == Some(rec.id) {
+            batch.delete(by_hash.to_vec());
+        }
+        let name = layout::key_name(rec.owner, &rec.name);
+        if t.get_id("key name index entry", &name)? == Some(rec.id) {
+            batch.delete(name);
+        }
+        Ok(())
+    }
+
+    /// Writes a new key record and its index entries.
+    fn put_new_key(batch: &mut WriteBatch, rec: &KeyRecord) -> Result<()> {
+        batch.put(layout::key(rec.id).to_vec(), encode(rec)?);
+        batch.put(layout::key_by_hash(&rec.hash).to_vec(), u64_value(rec.id));
+        batch.put(layout::key_by_owner(rec.owner, rec.id), Vec::new());
+        batch.put(layout::key_name(rec.owner, &rec.name), u64_value(rec.id));
+        Ok(())
+    }
+
+    fn next_key_id(next: &mut Counters) -> Result<KeyId> {
+        let id = next.next_key;
+        next.next_key = id
+            .checked_add(1)
+            .ok_or_else(|| StoreError::corrupt("meta record", "key ids are exhausted"))?;
+        Ok(id)
+    }
+
+    fn generate(&self) -> Result<(Secret, KeyHash)> {
+        let secret = self.table.format.generate()?;
+        let hash = self.table.hasher.hash(secret.expose());
+        self.check_hash_free(&hash)?;
+        Ok((secret, hash))
+    }
+
+    fn insert_key(
+        &mut self,
+        actor: Actor,
+        new: NewKey,
+        hash: KeyHash,
+        display_prefix: String,
+        imported: bool,
+    ) -> Result<KeyRecord> {
+        let mut next = *self.state;
+        let id = Self::next_key_id(&mut next)?;
+        let rec = KeyRecord {
+            id,
+            owner: new.owner,
+            name: new.name,
+            hash,
+            display_prefix,
+            created_at: now(),
+            expires_at: new.expires_at,
+            active: true,
+            last_used: None,
+            read_only: new.read_only,
+            permissions: new.permissions,
+            scope: new.scope,
+            kind: new.kind,
+            imported,
+            rotated_to: None,
+        };
+        let mut batch = WriteBatch::new();
+        Self::put_new_key(&mut batch, &rec)?;
+        let (key, owner, name) = (id, rec.owner, rec.name.clone());
+        let op = if imported {
+            Op::KeyImported { key, owner, name }
+        } else {
+            Op::KeyCreated { key, owner, name }
+        };
+        let stale = Stale {
+            keys: vec![hash],
+            ..Stale::default()
+        };
+        self.commit(batch, next, actor, op, stale)?;
+        Ok(rec)
+    }
+
+    /// Creates a key; see [`KeyTable::create_key`].
+    pub fn create_key(&mut self, actor: Actor, new: NewKey) -> Result<(KeyRecord, Secret)> {
+        self.check_new_key(&new)?;
+        let (secret, hash) = self.generate()?;
+        let shown = display_prefix(secret.expose(), TokenShape::Generated);
+        let rec = self.insert_key(actor, new, hash, shown, false)?;
+        Ok((rec, secret))
+    }
+
+    /// Imports a key; see [`KeyTable::import_key`].
+    pub fn import_key(&mut self, actor: Actor, new: NewKey, secret: &str) -> Result<KeyRecord> {
+        let shape = classify(secret, &self.table.format)?;
+        self.check_new_key(&new)?;
+        let hash = self.table.hasher.hash(secret);
+        self.check_hash_free(&hash)?;
+        self.insert_key(actor, new, hash, display_prefix(secret, shape), true)
+    }
+
+    /// Renames a key; see [`KeyTable::rename_key`].
+    pub fn rename_key(&mut self, actor: Actor, id: KeyId, name: &str) -> Result<KeyRecord> {
+        let t = self.table;
+        validate::name("key name", name)?;
+        let mut rec = t.require_key(id)?;
+        if rec.name == name {
+            return Ok(rec);
+        }
+        self.check_name_free(rec.owner, name, Some(id))?;
+        let mut batch = WriteBatch::new();
+        let old_index = layout::key_name(rec.owner, &rec.name);
+        if t.get_id("key name index entry", &old_index)? == Some(id) {
+            batch.delete(old_index);
+        }
+        batch.put(layout::key_name(rec.owner, name), u64_value(id));
+        let from = std::mem::replace(&mut rec.name, name.to_owned());
+        batch.put(layout::key(id).to_vec(), encode(&rec)?);
+        let op = Op::KeyRenamed {
+            key: id,
+            owner: rec.owner,
+            from,
+            to: rec.name.clone(),
+        };
+        let stale = Stale {
+            keys: vec![rec.hash],
+            ..Stale::default()
+        };
+        let next = *self.state;
+        self.commit(batch, next, actor, op, stale)?;
+        Ok(rec)
+    }
+
+    /// Updates one key record in place and commits `op`.
+    fn update_key(&mut self, actor: Actor, rec: &KeyRecord, op: Op) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.put(layout::key(rec.id).to_vec(), encode(rec)?);
+        let stale = Stale {
+            keys: vec![rec.hash],
+            ..Stale::default()
+        };
+        let next = *self.state;
+        self.commit(batch, next, actor, op, stale)?;
+        Ok(())
+    }
+
+    /// Activates or deactivates a key; see [`KeyTable::set_key_active`].
+    pub fn set_key_active(&mut self, actor: Actor, id: KeyId, active: bool) -> Result<KeyRecord> {
+        let mut rec = self.table.require_key(id)?;
+        if rec.active == active {
+            return Ok(rec);
+        }
+        rec.active = active;
+        let (key, owner) = (id, rec.owner);
+        let op = if active {
+            Op::KeyActivated { key, owner }
+        } else {
+            Op::KeyDeactivated { key, owner }
+        };
+        self.update_key(actor, &rec, op)?;
+        Ok(rec)
+    }
+
+    /// Sets or clears a key's expiry; see [`KeyTable::set_key_expiry`].
+    pub fn set_key_expiry(
+        &mut self,
+        actor: Actor,
+        id: KeyId,
+        expires_at: Option<u64>,
+    ) -> Result<KeyRecord> {
+        let mut rec = self.table.require_key(id)?;
+        if rec.expires_at == expires_at {
+            return Ok(rec);
+        }
+        rec.expires_at = expires_at;
+        let op = Op::KeyExpirySet {
+            key: id,
+            owner: rec.owner,
+            expires_at,
+        };
+        self.update_key(actor, &rec, op)?;
+        Ok(rec)
+    }
+
+    /// Deletes a key; see [`KeyTable::delete_key`].
+    pub fn delete_key(&mut self, actor: Actor, id: KeyId) -> Result<KeyRecord> {
+        let rec = self.table.require_key(id)?;
+        let mut batch = WriteBatch::new();
+        self.delete_key_entries(&mut batch, &rec)?;
+        let op = Op::KeyDeleted {
+            key: id,
+            owner: rec.owner,
+            name: rec.name.clone(),
+        };
+        let stale = Stale {
+            keys: vec![rec.hash],
+            ..Stale::default()
+        };
+        let next = *self.state;
+        self.commit(batch, next, actor, op, stale)?;
+        Ok(rec)
+    }
+
+    fn successor(old: &KeyRecord, id: KeyId, hash: KeyHash, secret: &Secret) -> KeyRecord {
+        KeyRecord {
+            id,
+            owner: old.owner,
+            name: old.name.clone(),
+            hash,
+            display_prefix: display_prefix(secret.expose(), TokenShape::Generated),
+            created_at: now(),
+            expires_at: old.expires_at,
+            active: old.active,
+            last_used: None,
+            read_only: old.read_only,
+            permissions: old.permissions.clone(),
+            scope: old.scope.clone(),
+            kind: old.kind,
+            imported: false,
+            rotated_to: None,
+        }
+    }
+
+    fn require_current(rec: &KeyRecord) -> Result<()> {
+        match rec.rotated_to {
+            Some(new) => Err(StoreError::conflict(format!(
+                "key {} was already rotated to key {new}",
+                rec.id
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Rotates a key with an overlap window: a new key is generated, and the old one keeps working until
+    /// `old_valid_until` (its expiry becomes the earlier of its current expiry and that time; a past time
+    /// revokes it at once).
+    ///
+    /// The new key copies every setting of the old one: name, permissions, scope, read-only flag, kind,
+    /// active flag and expiry (rotation never extends a key's lifetime). Both keep the same name: the old
+    /// key records the new one in `rotated_to` and leaves the per-owner name index to it, so names stay
+    /// unique among current keys. A key that was already rotated cannot be rotated again
+    /// ([`StoreError::Conflict`]); rotate its successor.
+    pub fn rotate_key(
+        &mut self,
+        actor: Actor,
+        id: KeyId,
+        old_valid_until: u64,
+    ) -> Result<(KeyRecord, Secret)> {
+        let t = self.table;
+        let mut old = t.require_key(id)?;
+        Self::require_current(&old)?;
+        let (secret, hash) = self.generate()?;
+        let mut next = *self.state;
+        let new_id = Self::next_key_id(&mut next)?;
+        let new = Self::successor(&old, new_id, hash, &secret);
+        old.expires_at = Some(
+            old.expires_at
+                .map_or(old_valid_until, |e| e.min(old_valid_until)),
+        );
+        old.rotated_to = Some(new_id);
+        let mut batch = WriteBatch::new();
+        batch.put(layout::key(id).to_vec(), encode(&old)?);
+        Self::put_new_key(&mut batch, &new)?;
+        let op = Op::KeyRotated {
+            old: id,
+            new: new_id,
+            owner: old.owner,
+            old_valid_until,
+        };
+        let stale = Stale {
+            keys: vec![old.hash, new.hash],
+            ..Stale::default()
+        };
+        self.commit(batch, next, actor, op, stale)?;
+        Ok((new, secret))
+    }
+
+    /// Replaces a key at once (SEED's "Get a New API Key"): the old key is removed in the same batch that adds
+    /// the new one, which copies every setting (name, permissions, scope, read-only flag, kind, active flag,
+    /// expiry). A key already rotated away cannot be regenerated ([`StoreError::Conflict`]).
+    pub fn regenerate_key(&mut self, actor: Actor, id: KeyId) -> Result<(KeyRecord, Secret)> {
+        let t = self.table;
+        let old = t.require_key(id)?;
+        Self::require_current(&old)?;
+        let (secret, hash) = self.generate()?;
+        let mut next = *self.state;
+        let new_id = Self::next_key_id(&mut next)?;
+        let new = Self::successor(&old, new_id, hash, &secret);
+        let mut batch = WriteBatch::new();
+        self.delete_key_entries(&mut batch, &old)?;
+        Self::put_new_key(&mut batch, &new)?;
+        let op = Op::KeyRegenerated {
+            old: id,
+            new: new_id,
+            owner: old.owner,
+        };
+        let stale = Stale {
+            keys: vec![old.hash, new.hash],
+            ..Stale::default()
+        };
+        self.commit(batch, next, actor, op, stale)?;
+        Ok((new, secret))
+    }
+
+    // ----- bindings -----
+
+    /// Binds a role; see [`KeyTable::bind`].
+    pub fn bind(
+        &mut self,
+        actor: Actor,
+        principal: PrincipalId,
+        role: &str,
+        scope: &str,
+    ) -> Result<Binding> {
+        let t = self.table;
+        validate::role(role)?;
+        validate::scope(scope)?;
+        t.require_principal(principal)?;
+        let key = layout::binding(principal, role, scope);
+        if t.backend.get(&key)?.is_some() {
+            return Err(StoreError::conflict(format!(
+                "principal {principal} already has role `{role}` at `{scope}`"
+            )));
+        }
+        let binding = Binding {
+            principal,
+            role: role.to_owned(),
+            scope: scope.to_owned(),
+        };
+        let mut batch = WriteBatch::new();
+        batch.put(key, encode(&binding)?);
+        let op = Op::Bound {
+            principal,
+            role: binding.role.clone(),
+            scope: binding.scope.clone(),
+        };
+        let stale = Stale {
+            principals: vec![principal],
+            ..Stale::default()
+        };
+        let next = *self.state;
+        self.commit(batch, next, actor, op, stale)?;
+        Ok(binding)
+    }
+
+    /// Removes a binding; see [`KeyTable::unbind`].
+    pub fn unbind(
+        &mut self,
+        actor: Actor,
+        principal: PrincipalId,
+        role: &str,
+        scope: &str,
+    ) -> Result<Binding> {
+        let t = self.table;
+        validate::role(role)?;
+        validate::scope(scope)?;
+        let key = layout::binding(principal, role, scope);
+        let binding: Binding = t.get_record(&key)?.ok_or_else(|| {
+            StoreError::not_found(
+                "binding",
+                format!("role `{role}` at `{scope}` of principal {principal}"),
+            )
+        })?;
+        let mut batch = WriteBatch::new();
+        batch.delete(key);
+        let op = Op::Unbound {
+            principal,
+            role: binding.role.clone(),
+            scope: binding.scope.clone(),
+        };
+        let stale = Stale {
+            principals: vec![principal],
+            ..Stale::default()
+        };
+        let next = *self.state;
+        self.commit(batch, next, actor, op, stale)?;
+        Ok(binding)
+    }
+
+    // ----- workspaces -----
+
+    /// Adds a workspace; see [`KeyTable::add_workspace`].
+    pub fn add_workspace(&mut self, actor: Actor, workspace: Workspace) -> Result<Workspace> {
+        let t = self.table;
+        validate::workspace_key(&workspace.public_key)?;
+        validate::name("workspace name", &workspace.name)?;
+        validate::scope(&workspace.scope)?;
+        if let Some(company) = workspace.company {
+            t.require_principal(company)?;
+        }
+        let key = layout::workspace(&workspace.public_key);
+        if t.backend.get(&key)?.is_some() {
+            return Err(StoreError::conflict(format!(
+                "workspace `{}` exists",
+                workspace.public_key
+            )));
+        }
+        let mut batch = WriteBatch::new();
+        batch.put(key, encode(&workspace)?);
+        let op = Op::WorkspaceAdded {
+            public_key: workspace.public_key.clone(),
+            name: workspace.name.clone(),
+            company: workspace.company,
+        };
+        let stale = Stale {
+            workspaces: vec![workspace.public_key.clone()],
+            ..Stale::default()
+        };
+        let next = *self.state;
+        self.commit(batch, next, actor, op, stale)?;
+        Ok(workspace)
+    }
+
+    /// Removes a workspace; see [`KeyTable::remove_workspace`]. Scans the principals to keep default
+    /// workspaces valid.
+    pub fn remove_workspace(&mut self, actor: Actor, public_key: &str) -> Result<Workspace> {
+        let t = self.table;
+        let key = layout::workspace(public_key);
+        let workspace: Workspace = t
+            .get_record(&key)?
+            .ok_or_else(|| StoreError::not_found("workspace", public_key))?;
+        for entry in t.backend.scan_prefix(&[layout::PRINCIPAL], Order::Forward) {
+            let (_, v) = entry?;
+            let p: Principal = decode(&v)?;
+            if p.default_workspace.as_deref() == Some(public_key) {
+                return Err(StoreError::conflict(format!(
+                    "workspace `{public_key}` is the default workspace of principal {}",
+                    p.id
+                )));
+            }
+        }
+        let mut batch = WriteBatch::new();
+        batch.delete(key);
+        let op = Op::WorkspaceRemoved {
+            public_key: workspace.public_key.clone(),
+            company: workspace.company,
+        };
+        let stale = Stale {
+            workspaces: vec![workspace.public_key.clone()],
+            ..Stale::default()
+        };
+        let next = *self.state;
+        self.commit(batch, next, actor, op, stale)?;
+        Ok(workspace)
+    }
+}
+
+// Compile-time check that the table can be shared across threads.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<KeyTable>();
+};
