@@ -116,7 +116,10 @@ impl Cache {
 
     #[inline]
     pub fn principal(&self, id: PrincipalId) -> Option<Arc<CachedPrincipal>> {
-        self.principals[principal_shard(id)].read().get(&id).cloned()
+        self.principals[principal_shard(id)]
+            .read()
+            .get(&id)
+            .cloned()
     }
 
     pub fn insert_principal(&self, entry: Arc<CachedPrincipal>, still_current: impl Fn() -> bool) {

@@ -74,9 +74,10 @@ impl Engine {
             steps.push("no role bindings".to_string());
         }
         // Each binding on its own, to say what it would have done.
-        if let (Some(action), Ok(resource)) =
-            (compiled.action(req.action), compiled.parse_resource(req.resource))
-        {
+        if let (Some(action), Ok(resource)) = (
+            compiled.action(req.action),
+            compiled.parse_resource(req.resource),
+        ) {
             for b in &p.stored_bindings {
                 let line = match compiled.resolve_binding(&b.role, &b.scope) {
                     None => "ignored: role unknown to this policy, or scope not of the role's kind"
@@ -92,8 +93,12 @@ impl Engine {
                                 action,
                                 &resource,
                             ) {
-                                Outcome::Allow(Via::Binding(_)) => "covers it and grants the action".to_string(),
-                                Outcome::Allow(Via::SelfAccess) => "self access applies".to_string(),
+                                Outcome::Allow(Via::Binding(_)) => {
+                                    "covers it and grants the action".to_string()
+                                }
+                                Outcome::Allow(Via::SelfAccess) => {
+                                    "self access applies".to_string()
+                                }
                                 Outcome::Deny(f) => format!("covers it but: {f:?}"),
                             }
                         }

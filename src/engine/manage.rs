@@ -88,10 +88,16 @@ impl Engine {
             .self_rules
             .iter()
             .find(|r| r.actions.contains(&manage))
-            .map(|r| format!("{}:{}", model.kinds[r.kind as usize].name, actor.principal()));
+            .map(|r| {
+                format!(
+                    "{}:{}",
+                    model.kinds[r.kind as usize].name,
+                    actor.principal()
+                )
+            });
         let scope = match (at, actor.principal() == target) {
             (Some(s), _) => s.to_string(),
-            (None, true) => match own_account {
+            (None, true) => match own_account.clone() {
                 Some(s) => s,
                 None => return Err(forbid(Reason::NoRole)),
             },
@@ -122,7 +128,8 @@ impl Engine {
                         None => new.scope = Some(scope.clone()),
                         Some(s) => {
                             let inside = s == &scope
-                                || s.strip_prefix(scope.as_str()).is_some_and(|r| r.starts_with('/'));
+                                || s.strip_prefix(scope.as_str())
+                                    .is_some_and(|r| r.starts_with('/'));
                             if !inside {
                                 return Err(forbid(Reason::OutsideKeyScope));
                             }
@@ -131,7 +138,11 @@ impl Engine {
                 }
                 if let (Some(kind), Some(s)) = (model.keys.scope_kind, &new.scope) {
                     let kind_name = &model.kinds[kind as usize].name;
-                    let leaf_kind = s.rsplit('/').next().and_then(|seg| seg.split_once(':')).map(|(k, _)| k);
+                    let leaf_kind = s
+                        .rsplit('/')
+                        .next()
+                        .and_then(|seg| seg.split_once(':'))
+                        .map(|(k, _)| k);
                     if leaf_kind != Some(kind_name.as_str()) {
                         return Err(forbid(Reason::OutsideKeyScope));
                     }

@@ -406,7 +406,10 @@ impl Engine {
                     return Err(deny(Reason::WorkspaceHeaderNeedsAdminKey));
                 }
                 match self.cached_workspace(public_key) {
-                    Some(ws) => Some((Arc::from(ws.public_key.as_str()), Arc::from(ws.scope.as_str()))),
+                    Some(ws) => Some((
+                        Arc::from(ws.public_key.as_str()),
+                        Arc::from(ws.scope.as_str()),
+                    )),
                     None => return Err(deny(Reason::UnknownWorkspace)),
                 }
             }
@@ -442,7 +445,11 @@ impl Engine {
         let Some(action_id) = compiled.action(action) else {
             return deny(Reason::UnknownAction(action.chars().take(64).collect()));
         };
-        let context = ident.workspace.as_ref().map(|(_, s)| s.as_ref()).or(context);
+        let context = ident
+            .workspace
+            .as_ref()
+            .map(|(_, s)| s.as_ref())
+            .or(context);
         let joined;
         let resource = match context {
             Some(ctx) => match absolute(compiled, ctx, resource) {
@@ -610,10 +617,12 @@ impl Engine {
         let stored = self.table.bindings_of(id)?;
         let (bindings, binding_names) = resolve_bindings(&state.compiled, &stored);
         let default_workspace = match &principal.default_workspace {
-            Some(pk) => self
-                .table
-                .workspace(pk)?
-                .map(|ws| (Arc::from(ws.public_key.as_str()), Arc::from(ws.scope.as_str()))),
+            Some(pk) => self.table.workspace(pk)?.map(|ws| {
+                (
+                    Arc::from(ws.public_key.as_str()),
+                    Arc::from(ws.scope.as_str()),
+                )
+            }),
             None => None,
         };
         let entry = Arc::new(CachedPrincipal {
@@ -662,7 +671,10 @@ fn resolve_limits(compiled: &CompiledPolicy, record: &crate::store::KeyRecord) -
 
 type ResolvedBindings = (Vec<crate::decision::Binding>, Vec<(Arc<str>, Arc<str>)>);
 
-fn resolve_bindings(compiled: &CompiledPolicy, stored: &[crate::store::Binding]) -> ResolvedBindings {
+fn resolve_bindings(
+    compiled: &CompiledPolicy,
+    stored: &[crate::store::Binding],
+) -> ResolvedBindings {
     let mut bindings = Vec::with_capacity(stored.len());
     let mut names = Vec::with_capacity(stored.len());
     for b in stored {

@@ -189,7 +189,9 @@ impl fmt::Display for Reason {
             Reason::NoCredential => f.write_str("no credential in the request"),
             Reason::MalformedCredential(e) => write!(f, "malformed credential: {e}"),
             Reason::UnknownScheme(e) => write!(f, "{e}"),
-            Reason::BadChecksum => f.write_str("the key's checksum is wrong: it was mistyped or forged"),
+            Reason::BadChecksum => {
+                f.write_str("the key's checksum is wrong: it was mistyped or forged")
+            }
             Reason::MalformedKey(e) => write!(f, "malformed key: {e}"),
             Reason::UnknownKey => f.write_str("unknown key"),
             Reason::InactiveKey => f.write_str("the key is deactivated"),
