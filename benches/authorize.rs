@@ -1,1 +1,205 @@
-fn main() {}
+//! Full `Engine::authorize` of a Basic `email:key` request on the Cognitive3D policy with 100,000
+//! principals, keys and bindings (set `KEYWARD_BENCH_USERS` to change), warm cache.
+//!
+//! Workload (as in shared/REFERENCES.md): domain > 50 organizations > 10 projects > 4 scenes; each user
+//! holds one role at one scope (org admin, org observer or project member). Prints, besides criterion's
+//! medians: p50/p99 of single calls, throughput with 1 and 2 threads, and memory per cached key.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::{HeaderMap, HeaderValue};
+use keyward::policy::Policy;
+use keyward::store::{Actor, NewKey, NewPrincipal, PrincipalKind};
+use keyward::{Engine, EngineOptions, Request};
+
+struct User {
+    headers: HeaderMap,
+    resource_allow: String,
+    resource_other: String,
+}
+
+fn setup(n: usize) -> (Engine, Vec<User>) {
+    let text = include_str!("../policies/cognitive3d.policy")
+        .replace("credentials {", "credentials {\n    basic email_key;");
+    let policy = Policy::parse("cognitive3d+basic.policy", &text).expect("policy");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine =
+        Engine::open(dir.path().join("db"), policy, EngineOptions::default()).expect("open");
+    std::mem::forget(dir); // keep the directory for the life of the bench
+    let started = Instant::now();
+    let mut users = Vec::with_capacity(n);
+    engine
+        .table()
+        .bulk(|b| {
+            for i in 0..n {
+                let login = format!("user{i}@example.com");
+                let p = b.add_principal(
+                    Actor::Cli,
+                    NewPrincipal {
+                        kind: PrincipalKind::User,
+                        login: login.clone(),
+                        default_workspace: None,
+                    },
+                )?;
+                let org = i % 50;
+                let project = (i / 50) % 10;
+                let (role, scope) = match i % 3 {
+                    0 => ("org_admin", format!("domain:1/organization:{org}")),
+                    1 => ("org_observer", format!("domain:1/organization:{org}")),
+                    _ => (
+                        "project_member",
+                        format!("domain:1/organization:{org}/project:{project}"),
+                    ),
+                };
+                b.bind(Actor::Cli, p.id, role, &scope)?;
+                let (_, secret) = b.create_key(Actor::Cli, NewKey::new(p.id, "bench"))?;
+                let raw = format!("{login}:{}", secret.expose());
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    http::header::AUTHORIZATION,
+                    HeaderValue::from_str(&format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(raw)
+                    ))
+                    .expect("header"),
+                );
+                users.push(User {
+                    headers,
+                    resource_allow: format!(
+                        "domain:1/organization:{org}/project:{project}/scene:2"
+                    ),
+                    resource_other: format!(
+                        "domain:1/organization:{}/project:{project}",
+                        (org + 1) % 50
+                    ),
+                });
+            }
+            Ok(())
+        })
+        .expect("bulk setup");
+    eprintln!(
+        "setup: {n} users, keys and bindings in {:.2?}",
+        started.elapsed()
+    );
+    (engine, users)
+}
+
+fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<usize>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn figures(engine: &Engine, users: &[User]) {
+    let before = rss_bytes();
+    for u in users {
+        black_box(engine.authorize(&Request::new(&u.headers, "view", &u.resource_allow)));
+    }
+    let after = rss_bytes();
+    let (keys, principals) = engine.cached();
+    eprintln!(
+        "memory: {:.0} bytes per cached key (key + principal entries, RSS delta over {keys} keys, {principals} principals)",
+        (after.saturating_sub(before)) as f64 / keys.max(1) as f64
+    );
+
+    // p50 / p99 of single calls, warm.
+    let mut samples = Vec::with_capacity(200_000);
+    for i in 0..200_000 {
+        let u = &users[(i * 7919) % users.len()];
+        let t = Instant::now();
+        black_box(engine.authorize(&Request::new(&u.headers, "update", &u.resource_allow)));
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    eprintln!(
+        "single calls: p50 {:.0?}, p99 {:.0?}, p99.9 {:.0?}",
+        pct(0.50),
+        pct(0.99),
+        pct(0.999)
+    );
+
+    // Throughput with 1 and 2 threads.
+    let run = |threads: usize| -> f64 {
+        let per_thread = 400_000;
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                s.spawn(move || {
+                    for i in 0..per_thread {
+                        let u = &users[(i * 7919 + t * 104_729) % users.len()];
+                        black_box(engine.authorize(&Request::new(
+                            &u.headers,
+                            "update",
+                            &u.resource_allow,
+                        )));
+                    }
+                });
+            }
+        });
+        (threads * per_thread) as f64 / started.elapsed().as_secs_f64()
+    };
+    let one = run(1);
+    let two = run(2);
+    eprintln!(
+        "throughput: 1 thread {:.0}/s, 2 threads {:.0}/s, ratio {:.2}x",
+        one,
+        two,
+        two / one
+    );
+}
+
+fn bench(c: &mut Criterion) {
+    let n: usize = std::env::var("KEYWARD_BENCH_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let (engine, users) = setup(n);
+    figures(&engine, &users);
+    let member = users
+        .iter()
+        .enumerate()
+        .find(|(i, _)| i % 3 == 2)
+        .map(|(_, u)| u)
+        .expect("a project member");
+    let mut g = c.benchmark_group("authorize");
+    g.measurement_time(Duration::from_secs(3));
+    g.bench_function("basic_allow_update_scene", |b| {
+        b.iter(|| {
+            engine.authorize(&Request::new(
+                &member.headers,
+                "update",
+                &member.resource_allow,
+            ))
+        })
+    });
+    g.bench_function("basic_deny_other_project", |b| {
+        b.iter(|| {
+            engine.authorize(&Request::new(
+                &member.headers,
+                "view",
+                &member.resource_other,
+            ))
+        })
+    });
+    let mut i = 0usize;
+    g.bench_function("basic_allow_rotating_users", |b| {
+        b.iter(|| {
+            i = (i + 7919) % users.len();
+            let u = &users[i];
+            engine.authorize(&Request::new(&u.headers, "update", &u.resource_allow))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
