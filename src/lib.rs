@@ -6,6 +6,8 @@ pub mod credential;
 pub mod decision;
 pub mod diag;
 pub mod engine;
+#[cfg(feature = "tower")]
+pub mod http;
 pub mod policy;
 pub mod store;
 pub mod token;

@@ -132,6 +132,8 @@ pub struct PolicyState {
     styles: Styles,
     key_format: KeyFormat,
     generation: u64,
+    #[cfg(feature = "tower")]
+    routes: crate::http::RouteTable,
 }
 
 impl PolicyState {
@@ -153,6 +155,8 @@ impl PolicyState {
             None => KeyFormat::default(),
         };
         Ok(PolicyState {
+            #[cfg(feature = "tower")]
+            routes: crate::http::RouteTable::new(&policy.model),
             policy,
             compiled,
             styles,
@@ -164,6 +168,12 @@ impl PolicyState {
     /// The credential styles this policy accepts.
     pub fn styles(&self) -> &Styles {
         &self.styles
+    }
+
+    /// The policy's HTTP routes.
+    #[cfg(feature = "tower")]
+    pub fn routes(&self) -> &crate::http::RouteTable {
+        &self.routes
     }
 }
 
@@ -533,6 +543,17 @@ impl Engine {
             "message": deny.reason.to_string(),
         })
         .to_string();
+        let bad_request = matches!(
+            deny.reason,
+            Reason::InvalidPath(_) | Reason::MissingParameter(_) | Reason::BadParameter(_)
+        );
+        if bad_request {
+            return DenyResponse {
+                status: 400,
+                location: None,
+                body,
+            };
+        }
         if !deny.reason.is_authentication() {
             return DenyResponse {
                 status: 403,

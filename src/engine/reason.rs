@@ -126,6 +126,14 @@ pub enum Reason {
     NoRole,
     /// The policy declares no key-management action (`keys { manage ACTION; }`).
     KeyManagementDisabled,
+    /// The request path is malformed or tries to escape its route (HTTP front).
+    InvalidPath(String),
+    /// No route matches the request (HTTP front; deny by default).
+    NoRoute,
+    /// The route takes a query parameter the request lacks or repeats (HTTP front).
+    MissingParameter(String),
+    /// A path or query parameter's value would change the resource's shape (HTTP front).
+    BadParameter(String),
 }
 
 impl Reason {
@@ -171,6 +179,10 @@ impl Reason {
             Reason::ObserverCannotWrite => "observer_cannot_write",
             Reason::NoRole => "no_role",
             Reason::KeyManagementDisabled => "key_management_disabled",
+            Reason::InvalidPath(_) => "invalid_path",
+            Reason::NoRoute => "no_route",
+            Reason::MissingParameter(_) => "missing_parameter",
+            Reason::BadParameter(_) => "bad_parameter",
         }
     }
 
@@ -216,6 +228,12 @@ impl fmt::Display for Reason {
             Reason::KeyManagementDisabled => {
                 f.write_str("the policy does not allow managing keys through the engine")
             }
+            Reason::InvalidPath(why) => write!(f, "invalid request path: {why}"),
+            Reason::NoRoute => f.write_str("no route matches this request"),
+            Reason::MissingParameter(p) => {
+                write!(f, "the route needs exactly one query parameter `{p}`")
+            }
+            Reason::BadParameter(p) => write!(f, "the value of parameter `{p}` is not a valid id"),
         }
     }
 }

@@ -78,6 +78,8 @@ pub enum Item {
     Keys(KeysDecl),
     /// `unauthenticated redirect "/app/login";`
     Unauthenticated(UnauthenticatedDecl),
+    /// `route GET "/api/orgs/{org}" => view on "organization:{org}";`
+    Route(RouteDecl),
 }
 
 /// `scope NAME [under PARENT];`
@@ -230,4 +232,18 @@ pub enum UnauthenticatedDecl {
     Status(u16, Loc),
     /// `unauthenticated redirect "/app/login";` (302)
     Redirect(Name),
+}
+
+/// `route METHOD "PATH" => ACTION on "RESOURCE";`: maps an HTTP request to an action and a resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteDecl {
+    /// `GET`, `POST`, ... or `*` for any method.
+    pub method: Name,
+    /// The path template, e.g. `/api/organizations/{org}`.
+    pub path: Name,
+    /// The action the request performs.
+    pub action: Name,
+    /// The resource template, e.g. `organization:{org}/project:{project}`; `{?name}` takes a query
+    /// parameter.
+    pub resource: Name,
 }

@@ -87,6 +87,7 @@ impl Checker<'_> {
             }
         }
         self.blocks(p);
+        self.routes(p);
     }
 
     // ---- scope kinds -------------------------------------------------------------------------
@@ -772,6 +773,258 @@ impl Checker<'_> {
                 },
             }
         }
+    }
+}
+
+/// HTTP methods a route may name (or `*`).
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// A segment of a route's path template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum PathSeg {
+    Static(String),
+    Param(String),
+    CatchAll(String),
+}
+
+/// Parses `/a/{b}/{*c}`; the error says what is wrong.
+fn parse_path_template(path: &str) -> Result<Vec<PathSeg>, String> {
+    if !path.starts_with('/') {
+        return Err("a route path starts with `/`".into());
+    }
+    if path == "/" {
+        return Ok(Vec::new());
+    }
+    let body = path[1..].strip_suffix('/').unwrap_or(&path[1..]);
+    let parts: Vec<&str> = body.split('/').collect();
+    let mut segs = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        if part.is_empty() {
+            return Err("a route path has no empty segments (`//`)".into());
+        }
+        if *part == "." || *part == ".." {
+            return Err("a route path has no `.` or `..` segments".into());
+        }
+        if let Some(inner) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            let (catch_all, name) = match inner.strip_prefix('*') {
+                Some(n) => (true, n),
+                None => (false, inner),
+            };
+            if !valid_ident(name) {
+                return Err(format!("`{{{inner}}}` is not a parameter: use `{{name}}` or `{{*name}}`"));
+            }
+            if catch_all && i + 1 != parts.len() {
+                return Err(format!("`{{*{name}}}` must be the last segment"));
+            }
+            segs.push(if catch_all {
+                PathSeg::CatchAll(name.to_string())
+            } else {
+                PathSeg::Param(name.to_string())
+            });
+        } else if part.contains(['{', '}', '%', '\\', '?', '#']) || part.chars().any(char::is_whitespace) {
+            return Err(format!("`{part}` is not a path segment: a parameter is a whole segment, `{{name}}`"));
+        } else {
+            segs.push(PathSeg::Static((*part).to_string()));
+        }
+    }
+    Ok(segs)
+}
+
+/// True if some request path matches both templates.
+fn paths_overlap(a: &[PathSeg], b: &[PathSeg]) -> bool {
+    let mut i = 0;
+    loop {
+        match (a.get(i), b.get(i)) {
+            (None, None) => return true,
+            (Some(PathSeg::CatchAll(_)), _) | (_, Some(PathSeg::CatchAll(_))) => return true,
+            (None, Some(_)) | (Some(_), None) => return false,
+            (Some(PathSeg::Static(x)), Some(PathSeg::Static(y))) if x != y => return false,
+            _ => {}
+        }
+        i += 1;
+    }
+}
+
+/// Parses `organization:{org}/project:{?p}` into parts.
+fn parse_template(t: &str) -> Result<Vec<TemplatePart>, String> {
+    let mut parts = Vec::new();
+    let mut rest = t;
+    while !rest.is_empty() {
+        match rest.find('{') {
+            Some(0) => {
+                let Some(end) = rest.find('}') else {
+                    return Err("a `{` without its `}`".into());
+                };
+                let inner = &rest[1..end];
+                let (query, name) = match inner.strip_prefix('?') {
+                    Some(n) => (true, n),
+                    None => (false, inner),
+                };
+                if !valid_ident(name) {
+                    return Err(format!("`{{{inner}}}` is not a placeholder: use `{{name}}` or `{{?name}}`"));
+                }
+                parts.push(if query {
+                    TemplatePart::Query(name.to_string())
+                } else {
+                    TemplatePart::Path(name.to_string())
+                });
+                rest = &rest[end + 1..];
+            }
+            Some(n) => {
+                parts.push(TemplatePart::Literal(rest[..n].to_string()));
+                rest = &rest[n..];
+            }
+            None => {
+                if rest.contains('}') {
+                    return Err("a `}` without its `{`".into());
+                }
+                parts.push(TemplatePart::Literal(rest.to_string()));
+                rest = "";
+            }
+        }
+    }
+    Ok(parts)
+}
+
+fn valid_ident(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+impl Checker<'_> {
+    fn routes(&mut self, p: &ast::Policy) {
+        let mut seen: Vec<(Option<String>, Vec<PathSeg>, Span)> = Vec::new();
+        for item in &p.items {
+            let Item::Route(r) = item else { continue };
+            let method = if r.method.text == "*" {
+                None
+            } else if METHODS.contains(&r.method.text.as_str()) {
+                Some(r.method.text.clone())
+            } else {
+                self.error(format!("unknown HTTP method `{}`", r.method.text), r.method.span.clone());
+                self.help("use GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or `*` for any");
+                continue;
+            };
+            let segs = match parse_path_template(&r.path.text) {
+                Ok(s) => s,
+                Err(why) => {
+                    self.error(format!("invalid route path `{}`", r.path.text), r.path.span.clone());
+                    self.help(why);
+                    continue;
+                }
+            };
+            let mut params: Vec<&str> = Vec::new();
+            for s in &segs {
+                if let PathSeg::Param(n) | PathSeg::CatchAll(n) = s {
+                    if params.contains(&n.as_str()) {
+                        self.error(format!("path parameter `{n}` appears twice"), r.path.span.clone());
+                    }
+                    params.push(n);
+                }
+            }
+            let action = match self.action_ids.get(&r.action.text) {
+                Some(&a) => Some(a),
+                None => {
+                    self.unknown_action(&r.action);
+                    None
+                }
+            };
+            let template = match parse_template(&r.resource.text) {
+                Ok(t) => t,
+                Err(why) => {
+                    self.error(format!("invalid resource template `{}`", r.resource.text), r.resource.span.clone());
+                    self.help(why);
+                    continue;
+                }
+            };
+            let mut ok = true;
+            for part in &template {
+                if let TemplatePart::Path(n) = part {
+                    let catch_all = segs.iter().any(|s| matches!(s, PathSeg::CatchAll(c) if c == n));
+                    if !params.contains(&n.as_str()) {
+                        self.error(
+                            format!("placeholder `{{{n}}}` is not bound by the route's path `{}`", r.path.text),
+                            r.resource.span.clone(),
+                        );
+                        self.help(format!("add `{{{n}}}` to the path, or take it from the query string with `{{?{n}}}`"));
+                        ok = false;
+                    } else if catch_all {
+                        self.error(
+                            format!("`{{*{n}}}` may span several segments and cannot fill a resource id"),
+                            r.resource.span.clone(),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            if ok {
+                ok = self.check_resource_template(&template, &r.resource);
+            }
+            if let Some((_, _, first)) = seen.iter().find(|(m, s, _)| {
+                (m.is_none() || method.is_none() || *m == method) && paths_overlap(s, &segs)
+            }) {
+                let first = first.clone();
+                let start = first.start.min(self.text.len());
+                let line = self.text.get(..start).map_or(0, |t| t.matches('\n').count()) + 1;
+                self.error(
+                    format!("route `{} {}` matches the same requests as the route on line {line}", r.method.text, r.path.text),
+                    r.path.span.clone(),
+                );
+                self.help("every request must match at most one route: make the paths or methods differ");
+                ok = false;
+            }
+            seen.push((method.clone(), segs, r.path.span.clone()));
+            if let (true, Some(action)) = (ok, action) {
+                let path = match r.path.text.strip_suffix('/') {
+                    Some(p) if !p.is_empty() => p.to_string(),
+                    _ => r.path.text.clone(),
+                };
+                self.model.routes.push(Route {
+                    method,
+                    path,
+                    action,
+                    resource: template,
+                });
+            }
+        }
+    }
+
+    /// Checks the kinds of a resource template follow the hierarchy, with each placeholder as an id.
+    fn check_resource_template(&mut self, template: &[TemplatePart], at: &Name) -> bool {
+        let sample: String = template
+            .iter()
+            .map(|p| match p {
+                TemplatePart::Literal(l) => l.clone(),
+                TemplatePart::Path(_) | TemplatePart::Query(_) => "x".to_string(),
+            })
+            .collect();
+        let mut prev: Option<KindId> = None;
+        for (i, seg) in sample.split('/').enumerate() {
+            let Some((kind, id)) = seg.split_once(':') else {
+                self.error(format!("segment {} of resource template `{}` is not `kind:id`", i + 1, at.text), at.span.clone());
+                return false;
+            };
+            if id.is_empty() || id.contains(':') {
+                self.error(format!("segment {} of resource template `{}` has no id", i + 1, at.text), at.span.clone());
+                return false;
+            }
+            let Some(&k) = self.kind_ids.get(kind) else {
+                self.error(format!("unknown scope kind `{kind}` in resource template `{}`", at.text), at.span.clone());
+                return false;
+            };
+            if let Some(p) = prev {
+                if self.model.kinds[usize::from(k)].parent != Some(p) {
+                    self.error(
+                        format!("`{kind}` does not lie directly beneath `{}` in resource template `{}`", self.model.kinds[usize::from(p)].name, at.text),
+                        at.span.clone(),
+                    );
+                    return false;
+                }
+            }
+            prev = Some(k);
+        }
+        true
     }
 }
 

@@ -64,6 +64,7 @@ fn item_kind(item: &Item) -> &'static str {
         Item::Credentials(_) => "credentials",
         Item::Keys(_) => "keys",
         Item::Unauthenticated(_) => "unauthenticated",
+        Item::Route(_) => "route",
     }
 }
 
@@ -184,6 +185,16 @@ fn write_item(out: &mut String, item: &Item) {
                 let _ = writeln!(out, "    {line};");
             }
             out.push_str("}\n");
+        }
+        Item::Route(r) => {
+            let _ = writeln!(
+                out,
+                "route {} {} => {} on {};",
+                r.method.text,
+                quoted(&r.path),
+                r.action.text,
+                quoted(&r.resource)
+            );
         }
         Item::Unauthenticated(u) => match u {
             UnauthenticatedDecl::Status(code, _) => {

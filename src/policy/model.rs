@@ -152,6 +152,32 @@ pub struct Model {
     pub keys: KeyRules,
     /// The answer to unauthenticated requests.
     pub unauthenticated: Unauthenticated,
+    /// HTTP routes: request → (action, resource).
+    pub routes: Vec<Route>,
+}
+
+/// One piece of a resource template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TemplatePart {
+    /// Text copied as is.
+    Literal(String),
+    /// The value of the path parameter with this name.
+    Path(String),
+    /// The value of the query parameter with this name.
+    Query(String),
+}
+
+/// An HTTP route: a method and path template, the action it performs and the resource it touches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The method (`GET`, ...), or `None` for any.
+    pub method: Option<String>,
+    /// The path template in `matchit` syntax: `/api/orgs/{org}`, `{*rest}` at the end.
+    pub path: String,
+    /// The action.
+    pub action: ActionId,
+    /// The resource template.
+    pub resource: Vec<TemplatePart>,
 }
 
 impl Model {

@@ -65,6 +65,7 @@ pub const TOP_LEVEL_KEYWORDS: &[&str] = &[
     "credentials",
     "keys",
     "unauthenticated",
+    "route",
 ];
 
 /// Longest quoted string accepted, in bytes.
@@ -399,11 +400,12 @@ fn item(i: In<'_>) -> PResult<'_, Item> {
         credentials_decl,
         keys_decl,
         unauthenticated_decl,
+        route_decl,
     ))
     .parse(i);
     expected(
         at,
-        "a definition (`scope`, `action`, `group`, `role`, `self`, `deny`, `credentials`, `keys` or `unauthenticated`)",
+        "a definition (`scope`, `action`, `group`, `role`, `self`, `deny`, `credentials`, `keys`, `unauthenticated` or `route`)",
         r,
     )
 }
@@ -692,5 +694,34 @@ fn unauthenticated_decl(i: In<'_>) -> PResult<'_, Item> {
             code,
             Loc(span_of(&at, digits.fragment().len())),
         )),
+    ))
+}
+
+fn route_decl(i: In<'_>) -> PResult<'_, Item> {
+    let (i, _) = kw(i, "route")?;
+    let (i, method) = {
+        let (after, _) = ws(i)?;
+        if after.fragment().starts_with('*') {
+            let span = span_of(&after, 1);
+            let (rest, _) = char('*').parse(after)?;
+            (rest, Name { text: "*".to_string(), span })
+        } else {
+            must(ident(i, "an HTTP method such as `GET`, or `*`"))?
+        }
+    };
+    let (i, path) = must(string(i, "the path in quotes, e.g. `\"/api/orgs/{org}\"`"))?;
+    let (i, _) = must(expected(ws(i)?.0, "`=>`", tag("=>").parse(ws(i)?.0)))?;
+    let (i, action) = must(ident(i, "an action name"))?;
+    let (i, _) = must(expected(ws(i)?.0, "`on` and the resource in quotes", kw(i, "on")))?;
+    let (i, resource) = must(string(i, "the resource in quotes, e.g. `\"organization:{org}\"`"))?;
+    let (i, ()) = semi(i)?;
+    Ok((
+        i,
+        Item::Route(RouteDecl {
+            method,
+            path,
+            action,
+            resource,
+        }),
     ))
 }

@@ -1,0 +1,151 @@
+//! Request paths made safe to match: percent-decoding and dot segments are resolved or refused
+//! *before* routing, so a request can never reach a resource its route does not name.
+//!
+//! Refused: a path not starting with `/`, `.` or `..` segments (plain or percent-encoded), empty
+//! segments (`//`), encoded `/` or `\` (`%2F`, `%5C`), a backslash, NUL or other control characters,
+//! malformed percent escapes, and bytes that are not UTF-8 once decoded. One trailing `/` is dropped.
+
+use std::fmt;
+
+/// Longest path accepted, in bytes (before decoding).
+pub const MAX_PATH: usize = 4096;
+
+/// Why a request path was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathError {
+    /// Empty, or not starting with `/`.
+    NotAbsolute,
+    /// Longer than [`MAX_PATH`].
+    TooLong,
+    /// A `.` or `..` segment.
+    DotSegment,
+    /// `//` somewhere in the path.
+    EmptySegment,
+    /// `%2F` or `%5C`: an encoded separator.
+    EncodedSeparator,
+    /// A `%` not followed by two hex digits.
+    BadEscape,
+    /// A backslash, NUL or other control character.
+    ForbiddenCharacter,
+    /// The decoded bytes are not UTF-8.
+    NotUtf8,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathError::NotAbsolute => "the path does not start with `/`",
+            PathError::TooLong => "the path is too long",
+            PathError::DotSegment => "the path has a `.` or `..` segment",
+            PathError::EmptySegment => "the path has an empty segment (`//`)",
+            PathError::EncodedSeparator => "the path has an encoded `/` or `\\`",
+            PathError::BadEscape => "the path has a malformed percent escape",
+            PathError::ForbiddenCharacter => "the path has a forbidden character",
+            PathError::NotUtf8 => "the decoded path is not UTF-8",
+        })
+    }
+}
+
+impl std::error::Error for PathError {}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes and checks a request path (without the query string). Returns the decoded path.
+pub fn normalize(raw: &str) -> Result<String, PathError> {
+    if raw.len() > MAX_PATH {
+        return Err(PathError::TooLong);
+    }
+    if !raw.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let raw = if raw.len() > 1 {
+        raw.strip_suffix('/').unwrap_or(raw)
+    } else {
+        raw
+    };
+    if raw == "/" {
+        return Ok("/".to_string());
+    }
+    let mut out = String::with_capacity(raw.len());
+    for segment in raw[1..].split('/') {
+        if segment.is_empty() {
+            return Err(PathError::EmptySegment);
+        }
+        let mut bytes = Vec::with_capacity(segment.len());
+        let s = segment.as_bytes();
+        let mut i = 0;
+        while i < s.len() {
+            let b = s[i];
+            if b == b'%' {
+                let (Some(h), Some(l)) = (
+                    s.get(i + 1).copied().and_then(hex),
+                    s.get(i + 2).copied().and_then(hex),
+                ) else {
+                    return Err(PathError::BadEscape);
+                };
+                let d = h * 16 + l;
+                if d == b'/' || d == b'\\' {
+                    return Err(PathError::EncodedSeparator);
+                }
+                bytes.push(d);
+                i += 3;
+            } else {
+                bytes.push(b);
+                i += 1;
+            }
+        }
+        if bytes.iter().any(|&b| b == b'\\' || b.is_ascii_control()) {
+            return Err(PathError::ForbiddenCharacter);
+        }
+        let decoded = String::from_utf8(bytes).map_err(|_| PathError::NotUtf8)?;
+        if decoded == "." || decoded == ".." {
+            return Err(PathError::DotSegment);
+        }
+        out.push('/');
+        out.push_str(&decoded);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table() {
+        let rows: &[(&str, Result<&str, PathError>)] = &[
+            ("/", Ok("/")),
+            ("/api/orgs/6", Ok("/api/orgs/6")),
+            ("/api/orgs/6/", Ok("/api/orgs/6")),
+            ("/api/caf%C3%A9", Ok("/api/café")),
+            ("/api/a%20b", Ok("/api/a b")),
+            ("", Err(PathError::NotAbsolute)),
+            ("api/orgs", Err(PathError::NotAbsolute)),
+            ("/api/../admin", Err(PathError::DotSegment)),
+            ("/api/./x", Err(PathError::DotSegment)),
+            ("/api/%2e%2e/admin", Err(PathError::DotSegment)),
+            ("/api/%2E./admin", Err(PathError::DotSegment)),
+            ("/api/.%2e", Err(PathError::DotSegment)),
+            ("/api//orgs", Err(PathError::EmptySegment)),
+            ("/api/orgs%2F6", Err(PathError::EncodedSeparator)),
+            ("/api/orgs%2f6", Err(PathError::EncodedSeparator)),
+            ("/api/orgs%5C6", Err(PathError::EncodedSeparator)),
+            ("/api\\orgs", Err(PathError::ForbiddenCharacter)),
+            ("/api/%00", Err(PathError::ForbiddenCharacter)),
+            ("/api/%zz", Err(PathError::BadEscape)),
+            ("/api/%4", Err(PathError::BadEscape)),
+            ("/api/%ff", Err(PathError::NotUtf8)),
+        ];
+        for (raw, want) in rows {
+            assert_eq!(normalize(raw).as_deref(), want.as_ref().map(|s| *s).map_err(Clone::clone), "{raw}");
+        }
+        assert_eq!(normalize(&"/a".repeat(3000)), Err(PathError::TooLong));
+    }
+}
