@@ -549,11 +549,16 @@ fn classify(bytes: &[u8]) -> u8 {
             *lane |= class(b);
         }
     }
-    let tail = chunks
-        .remainder()
-        .iter()
-        .fold(0, |flags, &b| flags | class(b));
-    lanes.iter().fold(tail, |flags, &lane| flags | lane)
+    // The last partial lane, padded with a byte whose class is empty.
+    let rest = chunks.remainder();
+    let mut last = [b'A'; LANES];
+    if let Some(head) = last.get_mut(..rest.len()) {
+        head.copy_from_slice(rest);
+    }
+    for (lane, &b) in lanes.iter_mut().zip(&last) {
+        *lane |= class(b);
+    }
+    lanes.iter().fold(0, |flags, &lane| flags | lane)
 }
 
 fn trim_spaces(mut bytes: &[u8]) -> &[u8] {
