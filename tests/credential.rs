@@ -647,6 +647,20 @@ proptest! {
         let _ = extract(&headers, None, &everything());
     }
 
+    /// A non-ASCII character anywhere in a token of any length is caught (every lane position,
+    /// including the overlapping last lane).
+    #[test]
+    fn bad_character_anywhere_in_a_token_is_caught(token in "[!-~]{1,200}", at in any::<prop::sample::Index>()) {
+        let at = at.index(token.len() + 1);
+        let mut bad = token.clone();
+        bad.insert(at, '\u{e9}');
+        let headers = header_map(&auth(format!("Bearer {bad}")));
+        let e = extract(&headers, None, &everything()).map(|_| ()).map_err(|e| e.code());
+        prop_assert_eq!(e, Err("invalid_characters"));
+        let headers = header_map(&auth(format!("Bearer {token}")));
+        prop_assert!(extract(&headers, None, &everything()).is_ok());
+    }
+
     /// Any email:key pair round-trips through all four base64 variants.
     #[test]
     fn email_key_round_trips(
