@@ -235,6 +235,30 @@ fn cases() -> Vec<Case> {
             seed(),
             err("basic_too_long", "the basic credentials decode to more than 1024 bytes"),
         ),
+        case(
+            "decodes to 128 bytes (small buffer)",
+            auth(basic(format!("a@b.org:{}", "k".repeat(120)).as_bytes())),
+            seed(),
+            ok(BasicEmailKey, Some("a@b.org"), "k".repeat(120)),
+        ),
+        case(
+            "decodes to 129 bytes (large buffer)",
+            auth(basic(format!("a@b.org:{}", "k".repeat(121)).as_bytes())),
+            seed(),
+            ok(BasicEmailKey, Some("a@b.org"), "k".repeat(121)),
+        ),
+        case(
+            "decodes to exactly 1 KiB",
+            auth(basic(format!("{SEATS_KEY}:{}", "p".repeat(1024 - 37)).as_bytes())),
+            seats(),
+            ok(BasicKey, None, SEATS_KEY),
+        ),
+        case(
+            "decodes to 1 KiB + 1",
+            auth(basic(format!("{SEATS_KEY}:{}", "p".repeat(1024 - 36)).as_bytes())),
+            seats(),
+            err("basic_too_long", "the basic credentials decode to more than 1024 bytes"),
+        ),
         // --- seats.io: Basic base64(key:), workspace header ---
         case("seats.io document example (curl -u KEY:)", auth(seats_header), seats(), ok(BasicKey, None, SEATS_KEY)),
         case("url-safe unpadded key:", auth("Basic NTUwZTg0MDAtZTI5Yi00MWQ0LWE3MTYtNDQ2NjU1NDQwMDAwOg"), seats(), ok(BasicKey, None, SEATS_KEY)),
@@ -361,6 +385,24 @@ fn cases() -> Vec<Case> {
         ),
         case("bytes that are not UTF-8", auth(b"Bearer kw_\xff\xfe".to_vec()), bearer(), err("not_utf8", "the `Authorization` header is not valid UTF-8")),
         case("UTF-8 beyond ASCII", auth("Bearer kw_caf\u{e9}"), bearer(), err("invalid_characters", "the `Authorization` header contains a control or non-ASCII character")),
+        case(
+            "bad byte in the scheme outranks the unknown scheme",
+            auth("B\u{e9}arer kw_3xAmpLe"),
+            everything(),
+            err("invalid_characters", "the `Authorization` header contains a control or non-ASCII character"),
+        ),
+        case(
+            "bad byte after the token outranks the extra token",
+            auth(b"Bearer kw_3xAmpLe \xff".to_vec()),
+            everything(),
+            err("not_utf8", "the `Authorization` header is not valid UTF-8"),
+        ),
+        case(
+            "bad byte in a raw value",
+            auth(b"orgkey-\xff".to_vec()),
+            c3d(),
+            err("not_utf8", "the `Authorization` header is not valid UTF-8"),
+        ),
         case("empty header", auth(""), everything(), malformed("the `Authorization` header is empty")),
         case("only whitespace", auth(" \t "), everything(), malformed("the `Authorization` header is empty")),
         case("unknown scheme is echoed", auth("Digest username=\"u\", realm=\"r\""), everything(), err("unknown_scheme", "unrecognised authorization scheme `Digest`")),
@@ -588,9 +630,13 @@ proptest! {
         if let Ok(v) = HeaderValue::from_bytes(&workspace) {
             headers.insert("x-workspace-key", v);
         }
+        let clean = bytes.iter().all(|&b| b.is_ascii_graphic() || b == b' ' || b == b'\t');
         for styles in [everything(), seed(), seats(), tokens(), c3d(), bearer(), Styles::default()] {
             let _ = extract(&headers, Some(&query), &styles);
-            let _ = extract(&headers, None, &styles);
+            if extract(&headers, None, &styles).is_ok() && headers.contains_key("authorization") {
+                // Only a header of visible ASCII and SP/HTAB can yield a credential.
+                prop_assert!(clean, "accepted {:?}", bytes);
+            }
         }
     }
 
@@ -599,6 +645,20 @@ proptest! {
     fn hostile_base64_never_panics(encoded in "[A-Za-z0-9+/_=-]{0,1500}") {
         let headers = header_map(&auth(format!("Basic {encoded}")));
         let _ = extract(&headers, None, &everything());
+    }
+
+    /// A non-ASCII character anywhere in a token of any length is caught (every lane position,
+    /// including the overlapping last lane).
+    #[test]
+    fn bad_character_anywhere_in_a_token_is_caught(token in "[!-~]{1,200}", at in any::<prop::sample::Index>()) {
+        let at = at.index(token.len() + 1);
+        let mut bad = token.clone();
+        bad.insert(at, '\u{e9}');
+        let headers = header_map(&auth(format!("Bearer {bad}")));
+        let e = extract(&headers, None, &everything()).map(|_| ()).map_err(|e| e.code());
+        prop_assert_eq!(e, Err("invalid_characters"));
+        let headers = header_map(&auth(format!("Bearer {token}")));
+        prop_assert!(extract(&headers, None, &everything()).is_ok());
     }
 
     /// Any email:key pair round-trips through all four base64 variants.
