@@ -227,10 +227,16 @@ pub fn classify(token: &str, format: &KeyFormat) -> Result<TokenShape, TokenErro
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::TooLong { len: token.len() });
     }
-    if let Some((at, _)) = token
-        .char_indices()
-        .find(|(_, c)| c.is_control() || c.is_whitespace())
-    {
+    // ASCII (every real key) is checked a byte at a time; anything else takes the Unicode path.
+    let bad = if token.is_ascii() {
+        token.bytes().position(|b| b <= b' ' || b == 0x7f)
+    } else {
+        token
+            .char_indices()
+            .find(|(_, c)| c.is_control() || c.is_whitespace())
+            .map(|(at, _)| at)
+    };
+    if let Some(at) = bad {
         return Err(TokenError::InvalidChar { at });
     }
     let Some(rest) = token.strip_prefix(format.prefix()) else {
@@ -274,8 +280,18 @@ pub fn display_prefix(secret: &str, shape: TokenShape) -> String {
 pub struct KeyHash(pub [u8; 32]);
 
 impl PartialEq for KeyHash {
+    /// Constant time: the four 64-bit words are XOR-folded without branching, and the fold is
+    /// compared with `subtle`.
     fn eq(&self, other: &Self) -> bool {
-        bool::from(self.0.ct_eq(&other.0))
+        let mut diff = 0u64;
+        for (a, b) in self.0.chunks_exact(8).zip(other.0.chunks_exact(8)) {
+            let mut wa = [0u8; 8];
+            let mut wb = [0u8; 8];
+            wa.copy_from_slice(a);
+            wb.copy_from_slice(b);
+            diff |= u64::from_le_bytes(wa) ^ u64::from_le_bytes(wb);
+        }
+        bool::from(diff.ct_eq(&0))
     }
 }
 

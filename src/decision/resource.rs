@@ -112,35 +112,60 @@ impl CompiledPolicy {
             segs: [(0, ""); MAX_RESOURCE_DEPTH],
             len: 0,
         };
-        for (i, seg) in s.split('/').enumerate() {
-            if i >= MAX_RESOURCE_DEPTH {
-                return Err(ResourceError::TooDeep);
-            }
-            let Some((kind, id)) = seg.split_once(':') else {
-                return Err(ResourceError::NotKindId(i + 1));
-            };
-            if id.is_empty()
-                || id
-                    .bytes()
-                    .any(|b| b == b':' || b.is_ascii_whitespace() || b.is_ascii_control())
-                || (!id.is_ascii() && id.chars().any(|c| c.is_whitespace() || c.is_control()))
-            {
-                return Err(ResourceError::BadId(i + 1));
-            }
-            let Some(k) = self.kind(kind) else {
-                return Err(ResourceError::UnknownKind(kind.chars().take(64).collect()));
-            };
-            if i > 0 {
-                let prev = r.segs[i - 1].0;
-                if self.kind_parent[k as usize] != Some(prev) {
-                    return Err(ResourceError::NotBeneath {
-                        kind: kind.to_string(),
-                        parent: self.model().kinds[prev as usize].name.clone(),
-                    });
+        // One pass over the bytes: a segment ends at `/` or at the end; its kind ends at the first `:`.
+        let bytes = s.as_bytes();
+        let mut seg_start = 0;
+        let mut colon: Option<usize> = None;
+        let mut ascii = true;
+        let mut bad_id = false;
+        for i in 0..=bytes.len() {
+            let b = bytes.get(i).copied();
+            match b {
+                Some(b'/') | None => {
+                    let n = r.len;
+                    if n >= MAX_RESOURCE_DEPTH {
+                        return Err(ResourceError::TooDeep);
+                    }
+                    let Some(c) = colon else {
+                        return Err(ResourceError::NotKindId(n + 1));
+                    };
+                    let kind = &s[seg_start..c];
+                    let id = &s[c + 1..i];
+                    if id.is_empty()
+                        || bad_id
+                        || (!ascii && id.chars().any(|c| c.is_whitespace() || c.is_control()))
+                    {
+                        return Err(ResourceError::BadId(n + 1));
+                    }
+                    let Some(k) = self.kind(kind) else {
+                        return Err(ResourceError::UnknownKind(kind.chars().take(64).collect()));
+                    };
+                    if n > 0 {
+                        let prev = r.segs[n - 1].0;
+                        if self.kind_parent[k as usize] != Some(prev) {
+                            return Err(ResourceError::NotBeneath {
+                                kind: kind.to_string(),
+                                parent: self.model().kinds[prev as usize].name.clone(),
+                            });
+                        }
+                    }
+                    r.segs[n] = (k, id);
+                    r.len = n + 1;
+                    seg_start = i + 1;
+                    colon = None;
+                    ascii = true;
+                    bad_id = false;
                 }
+                Some(b':') if colon.is_none() => colon = Some(i),
+                Some(b) if colon.is_some() => {
+                    if b == b':' || b <= b' ' || b == 0x7f {
+                        bad_id = true;
+                    } else if b >= 0x80 {
+                        ascii = false;
+                    }
+                }
+                Some(_) => {}
             }
-            r.segs[i] = (k, id);
-            r.len = i + 1;
         }
         Ok(r)
     }
