@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(
     name = "keyward",
+    subcommand_required = true,
+    arg_required_else_help = false,
     version,
     about = "Authorization for APIs called with API keys: policies, key table, decisions",
     after_help = "Examples:
@@ -47,7 +49,7 @@ Exit code 0 allow, 1 deny, 2 error."
     )]
     Authorize(AuthorizeArgs),
     /// Add, list or remove principals (users, service accounts, workspaces, companies)
-    #[command(subcommand)]
+    #[command(subcommand, subcommand_required = true, arg_required_else_help = false)]
     Principal(PrincipalCommand),
     /// Grant a role at a scope to a principal
     #[command(
@@ -61,10 +63,10 @@ PRINCIPAL is a login or a numeric id. With --policy the role and scope are check
     )]
     Unbind(BindArgs),
     /// Add, list or remove workspaces (addressed by their public key)
-    #[command(subcommand)]
+    #[command(subcommand, subcommand_required = true, arg_required_else_help = false)]
     Workspace(WorkspaceCommand),
     /// Create, import, list and manage API keys
-    #[command(subcommand)]
+    #[command(subcommand, subcommand_required = true, arg_required_else_help = false)]
     Key(KeyCommand),
     /// Show the audit log, newest first
     #[command(
@@ -347,6 +349,9 @@ pub struct KeyImportArgs {
     /// Check the secrets against this policy's key prefix
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Refused: other users can read the command line; use stdin or --file
+    #[arg(long, hide = true, value_name = "SECRET")]
+    pub secret: Option<String>,
     /// Print the imported keys as JSON
     #[arg(long)]
     pub json: bool,

@@ -239,6 +239,12 @@ fn zeroize_string(s: &mut String) {
 }
 
 fn import(a: &KeyImportArgs) -> CmdResult {
+    if a.secret.is_some() {
+        return Err(CliError::new(
+            "secrets are never read from the command line (other users can read it): \
+             pipe the secret on stdin or use --file",
+        ));
+    }
     let (source, secrets) = read_secrets(a)?;
     let t = open_with(&a.db, Create::Yes, a.policy.as_deref())?;
     let owner = principal(&t, &a.owner)?;
