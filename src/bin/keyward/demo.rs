@@ -174,13 +174,15 @@ impl Section {
         let (text, ok, out) = match result {
             Ok(r) => {
                 let text = match &r {
-                    KeyCommandResult::Created(rec, _) => format!(
-                        "done: key {} `{}` {} ({})",
-                        rec.id,
-                        rec.name,
-                        short(rec),
-                        crate::out::key_limits(rec)
-                    ),
+                    KeyCommandResult::Created(rec, _) => {
+                        let limits = crate::out::key_limits(rec);
+                        let limits = if limits == "-" {
+                            String::new()
+                        } else {
+                            format!(" ({limits})")
+                        };
+                        format!("done: key {} `{}` {}{limits}", rec.id, rec.name, short(rec))
+                    }
                     KeyCommandResult::Updated(rec) => {
                         format!(
                             "done: key {} `{}` is {}",
@@ -302,10 +304,21 @@ impl Section {
         );
         let mut rendered = rendered.lines();
         println!();
+        // Notes before the first request come before the column header.
+        let lead = self
+            .lines
+            .iter()
+            .take_while(|l| matches!(l, Line::Note(_)))
+            .count();
+        for l in &self.lines[..lead] {
+            if let Line::Note(n) = l {
+                println!("   {n}");
+            }
+        }
         if let Some(h) = rendered.next() {
             println!("   {h}");
         }
-        for l in &self.lines {
+        for l in &self.lines[lead..] {
             match l {
                 Line::Row(_) => {
                     if let Some(r) = rendered.next() {
