@@ -1,0 +1,343 @@
+//! `keyward key ...`: create, import (one or many, with progress), list, rename, deactivate,
+//! activate, rotate, regenerate, delete. Secrets are printed once, at creation, and never read
+//! from the command line.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+
+use keyward::store::{Actor, KeyKind, KeyRecord, KeyTable, NewKey};
+use keyward::token::{KeyFormat, Secret};
+use serde_json::json;
+
+use crate::args::{DbArgs, KeyCommand, KeyImportArgs, KeyLimitArgs};
+use crate::out::{
+    key, key_format, key_json, key_limits, key_status, load_policy, now, open_table,
+    parse_duration, principal, print_json, print_table, utc, Create,
+};
+use crate::{CliError, CmdResult};
+
+pub const SHOWN_ONCE: &str = "store it now, it will not be shown again";
+
+fn format_from(policy: Option<&std::path::Path>) -> Result<KeyFormat, CliError> {
+    match policy {
+        Some(p) => key_format(Some(&load_policy(p)?)),
+        None => key_format(None),
+    }
+}
+
+fn open_with(
+    db: &DbArgs,
+    create: Create,
+    policy: Option<&std::path::Path>,
+) -> Result<KeyTable, CliError> {
+    let format = format_from(policy)?;
+    open_table(db, create, Some(format))
+}
+
+fn new_key(owner: u64, name: String, l: &KeyLimitArgs) -> Result<NewKey, CliError> {
+    let mut k = NewKey::new(owner, name);
+    k.read_only = l.read_only;
+    let perms: Vec<String> = l
+        .permissions
+        .iter()
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    k.permissions = (!perms.is_empty()).then_some(perms);
+    k.scope.clone_from(&l.scope);
+    if let Some(d) = &l.expires_in {
+        k.expires_at = Some(now() + parse_duration(d)?);
+    }
+    if l.admin {
+        k.kind = KeyKind::Admin;
+    }
+    Ok(k)
+}
+
+/// Prints a key that was just generated, with its secret, once.
+fn show_secret(verb: &str, rec: &KeyRecord, owner: &str, secret: &Secret, json: bool) {
+    if json {
+        let mut v = json!({ "key": key_json(rec, now()), "secret": secret.expose() });
+        v["note"] = json!(SHOWN_ONCE);
+        print_json(&v);
+        eprintln!("note: the secret is shown once; {SHOWN_ONCE}");
+    } else {
+        println!(
+            "{verb} key {} `{}` for `{owner}` ({}…)",
+            rec.id, rec.name, rec.display_prefix
+        );
+        println!("secret: {}", secret.expose());
+        println!("{SHOWN_ONCE}");
+    }
+}
+
+pub fn run(cmd: KeyCommand) -> CmdResult {
+    match cmd {
+        KeyCommand::Create(a) => {
+            let t = open_with(&a.db, Create::Yes, a.policy.as_deref())?;
+            let owner = principal(&t, &a.owner)?;
+            let (rec, secret) = t.create_key(Actor::Cli, new_key(owner.id, a.name, &a.limits)?)?;
+            show_secret("created", &rec, &owner.login, &secret, a.json);
+        }
+        KeyCommand::Import(a) => return import(&a),
+        KeyCommand::List(a) => {
+            let t = open_table(&a.db, Create::No, None)?;
+            let keys = match &a.owner {
+                Some(o) => t.keys_of(principal(&t, o)?.id)?,
+                None => t.list_keys()?,
+            };
+            let now = now();
+            if a.json {
+                print_json(&json!(keys
+                    .iter()
+                    .map(|k| key_json(k, now))
+                    .collect::<Vec<_>>()));
+            } else if keys.is_empty() {
+                println!("no keys");
+            } else {
+                let logins: HashMap<u64, String> = t
+                    .list_principals()?
+                    .into_iter()
+                    .map(|p| (p.id, p.login))
+                    .collect();
+                let rows: Vec<Vec<String>> = keys
+                    .iter()
+                    .map(|k| {
+                        vec![
+                            k.id.to_string(),
+                            logins
+                                .get(&k.owner)
+                                .cloned()
+                                .unwrap_or_else(|| k.owner.to_string()),
+                            k.name.clone(),
+                            format!("{}…", k.display_prefix),
+                            key_status(k, now).to_owned(),
+                            k.expires_at.map_or("-".into(), utc),
+                            k.last_used.map_or("never".into(), utc),
+                            key_limits(k),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &[
+                        "ID",
+                        "OWNER",
+                        "NAME",
+                        "PREFIX",
+                        "STATUS",
+                        "EXPIRES",
+                        "LAST USED",
+                        "LIMITS",
+                    ],
+                    &rows,
+                );
+            }
+        }
+        KeyCommand::Rename(a) => {
+            let t = open_table(&a.db, Create::No, None)?;
+            let old = key(&t, a.id)?;
+            let rec = t.rename_key(Actor::Cli, a.id, &a.name)?;
+            println!("renamed key {} `{}` to `{}`", rec.id, old.name, rec.name);
+        }
+        KeyCommand::Deactivate(a) => {
+            let t = open_table(&a.db, Create::No, None)?;
+            key(&t, a.id)?;
+            let rec = t.set_key_active(Actor::Cli, a.id, false)?;
+            println!(
+                "deactivated key {} `{}`: refused from now on",
+                rec.id, rec.name
+            );
+        }
+        KeyCommand::Activate(a) => {
+            let t = open_table(&a.db, Create::No, None)?;
+            key(&t, a.id)?;
+            let rec = t.set_key_active(Actor::Cli, a.id, true)?;
+            println!("activated key {} `{}`", rec.id, rec.name);
+        }
+        KeyCommand::Rotate(a) => {
+            let overlap = parse_duration(&a.overlap)?;
+            let t = open_with(&a.db, Create::No, a.policy.as_deref())?;
+            let old = key(&t, a.id)?;
+            let owner = principal(&t, &old.owner.to_string())?;
+            let until = now() + overlap;
+            let (rec, secret) = t.rotate_key(Actor::Cli, a.id, until)?;
+            if !a.json {
+                println!(
+                    "rotated key {} `{}`: it keeps working until {}",
+                    old.id,
+                    old.name,
+                    utc(until)
+                );
+            }
+            show_secret("new", &rec, &owner.login, &secret, a.json);
+        }
+        KeyCommand::Regenerate(a) => {
+            let t = open_with(&a.db, Create::No, a.policy.as_deref())?;
+            let old = key(&t, a.id)?;
+            let owner = principal(&t, &old.owner.to_string())?;
+            let (rec, secret) = t.regenerate_key(Actor::Cli, a.id)?;
+            if !a.json {
+                println!(
+                    "regenerated key {} `{}`: the old secret stopped working",
+                    old.id, old.name
+                );
+            }
+            show_secret("new", &rec, &owner.login, &secret, a.json);
+        }
+        KeyCommand::Delete(a) => {
+            let t = open_table(&a.db, Create::No, None)?;
+            key(&t, a.id)?;
+            let rec = t.delete_key(Actor::Cli, a.id)?;
+            println!("deleted key {} `{}`", rec.id, rec.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads secrets, one per line (blank lines skipped), with their 1-based line numbers.
+fn read_secrets(a: &KeyImportArgs) -> Result<(String, Vec<(usize, Secret)>), CliError> {
+    let (source, mut text) = match &a.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::new(format!("cannot read `{}`: {e}", path.display())))?;
+            (format!("`{}`", path.display()), text)
+        }
+        None => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!("paste the secret(s), one per line, then press Ctrl-D");
+            }
+            let mut text = String::new();
+            stdin
+                .lock()
+                .read_to_string(&mut text)
+                .map_err(|e| CliError::new(format!("cannot read stdin: {e}")))?;
+            ("stdin".to_owned(), text)
+        }
+    };
+    let secrets: Vec<(usize, Secret)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(i, l)| (i, Secret::new(l)))
+        .collect();
+    zeroize_string(&mut text);
+    if secrets.is_empty() {
+        return Err(CliError::new(format!("no secret in {source}")));
+    }
+    Ok((source, secrets))
+}
+
+fn zeroize_string(s: &mut String) {
+    // Overwrite the buffer that held the secrets before it is freed.
+    let len = s.len();
+    s.clear();
+    s.extend(std::iter::repeat_n('\0', len));
+    s.clear();
+}
+
+fn import(a: &KeyImportArgs) -> CmdResult {
+    if a.secret.is_some() {
+        return Err(CliError::new(
+            "secrets are never read from the command line (other users can read it): \
+             pipe the secret on stdin or use --file",
+        ));
+    }
+    let (source, secrets) = read_secrets(a)?;
+    let t = open_with(&a.db, Create::Yes, a.policy.as_deref())?;
+    let owner = principal(&t, &a.owner)?;
+    let total = secrets.len();
+    let name_of = |i: usize| {
+        if total == 1 {
+            a.name.clone()
+        } else {
+            format!("{}-{}", a.name, i + 1)
+        }
+    };
+    // Check everything before writing anything: shapes, duplicates, secrets and names in use.
+    let taken: HashSet<String> = t.keys_of(owner.id)?.into_iter().map(|k| k.name).collect();
+    let mut seen = HashMap::new();
+    for (i, (line, s)) in secrets.iter().enumerate() {
+        let at = || format!("line {line} of {source}");
+        t.classify(s.expose())
+            .map_err(|e| CliError::new(format!("{}: {e}", at())))?;
+        let hash = t.hash(s.expose());
+        if let Some(first) = seen.insert(hash.0, *line) {
+            return Err(CliError::new(format!(
+                "{}: the same secret as line {first}",
+                at()
+            )));
+        }
+        if t.key_by_hash(&hash)?.is_some() {
+            return Err(CliError::new(format!(
+                "{}: this secret is already in the key table",
+                at()
+            )));
+        }
+        let name = name_of(i);
+        if taken.contains(&name) {
+            return Err(CliError::new(format!(
+                "{}: `{}` already has a key named `{name}`",
+                at(),
+                owner.login
+            )));
+        }
+    }
+    let template = new_key(owner.id, String::new(), &a.limits)?;
+    let step = (total / 20).max(1);
+    let tty = std::io::stderr().is_terminal();
+    let mut done = Vec::with_capacity(total);
+    let mut failed_line = None;
+    let result = t.bulk(|w| {
+        for (i, (line, s)) in secrets.iter().enumerate() {
+            let mut nk = template.clone();
+            nk.name = name_of(i);
+            let rec = w.import_key(Actor::Cli, nk, s.expose()).inspect_err(|_| {
+                failed_line = Some(*line);
+            })?;
+            done.push(rec);
+            let n = i + 1;
+            if total > 1 && (n % step == 0 || n == total) {
+                if tty {
+                    eprint!("\rimporting keys: {n}/{total}");
+                    if n == total {
+                        eprintln!();
+                    }
+                } else {
+                    eprintln!("importing keys: {n}/{total}");
+                }
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        let at = failed_line.map_or(String::new(), |l| format!("line {l} of {source}: "));
+        return Err(CliError::new(format!(
+            "{at}{e} ({} key(s) imported before the error)",
+            done.len()
+        )));
+    }
+    if a.json {
+        let now = now();
+        print_json(&json!(done
+            .iter()
+            .map(|k| key_json(k, now))
+            .collect::<Vec<_>>()));
+    } else if total == 1 {
+        let k = &done[0];
+        println!(
+            "imported key {} `{}` for `{}` ({}…)",
+            k.id, k.name, owner.login, k.display_prefix
+        );
+    } else {
+        println!(
+            "imported {total} keys for `{}` (ids {}..={})",
+            owner.login,
+            done.first().map_or(0, |k| k.id),
+            done.last().map_or(0, |k| k.id)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
