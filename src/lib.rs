@@ -13,3 +13,8 @@ pub mod store;
 pub mod token;
 
 pub use engine::{Decision, Engine, EngineOptions, Reason, Request};
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
