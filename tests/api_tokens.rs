@@ -159,3 +159,33 @@ fn environment_admins_manage_other_users_tokens() {
     let r = e.manage_keys(&dev_id, dev.id, None, KeyCommand::Delete(admin_key_rec.id));
     assert!(matches!(r, Err(ManageError::Store(_))), "{r:?}");
 }
+
+#[test]
+fn an_identity_whose_key_was_revoked_since_cannot_manage_keys() {
+    let e = engine("api-token");
+    let admin = user(&e, "admin@env.example");
+    bind(&e, &admin, "env_admin", "environment:prod");
+    let dev = user(&e, "dev@env.example");
+    let (admin_rec, ak) = key(&e, &admin);
+    let (dev_rec, _) = key(&e, &dev);
+    let admin_id = e
+        .authenticate(&authorization(&format!("apiToken {}", ak.expose())), None)
+        .expect("admin");
+    e.table()
+        .set_key_active(keyward::store::Actor::Cli, admin_rec.id, false)
+        .expect("deactivate the admin's key");
+    let r = e.manage_keys(
+        &admin_id,
+        dev.id,
+        Some("environment:prod"),
+        KeyCommand::Delete(dev_rec.id),
+    );
+    assert!(
+        matches!(&r, Err(ManageError::Forbidden(d)) if d.reason.code() == "inactive_key"),
+        "{r:?}"
+    );
+    assert!(
+        e.table().key(dev_rec.id).expect("read").is_some(),
+        "nothing was deleted"
+    );
+}

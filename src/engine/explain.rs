@@ -99,7 +99,9 @@ impl Engine {
                                 Outcome::Allow(Via::SelfAccess) => {
                                     "self access applies".to_string()
                                 }
-                                Outcome::Deny(f) => format!("covers it but: {f:?}"),
+                                Outcome::Deny(f) => {
+                                    format!("covers it but: {}", forbidden_text(&f))
+                                }
                             }
                         }
                     }
@@ -108,5 +110,21 @@ impl Engine {
             }
         }
         Explanation { decision, steps }
+    }
+}
+
+fn forbidden_text(f: &crate::decision::Forbidden) -> String {
+    use crate::decision::Forbidden;
+    match f {
+        Forbidden::UnknownAction => "the action is not declared".into(),
+        Forbidden::InvalidResource(e) => e.to_string(),
+        Forbidden::DenyRule(_) => "a deny rule forbids it".into(),
+        Forbidden::OutsideKeyScope => "the resource is outside the key's scope".into(),
+        Forbidden::OutsideKeyPermissions => "the action is outside the key's permissions".into(),
+        Forbidden::ReadOnlyKey => "the key is read-only and the action writes".into(),
+        Forbidden::ObserverCannotWrite => {
+            "the role is an observer role and the action writes".into()
+        }
+        Forbidden::NoRole => "the role does not grant this action here".into(),
     }
 }

@@ -71,6 +71,10 @@ impl Engine {
         command: KeyCommand,
     ) -> Result<KeyCommandResult, ManageError> {
         let state = self.state.load();
+        // The identity may have been obtained a while ago: its key may be revoked since.
+        let actor = &self
+            .refresh(&state, actor)
+            .map_err(ManageError::Forbidden)?;
         let model = &state.policy.model;
         let forbid = |reason| {
             ManageError::Forbidden(Deny {

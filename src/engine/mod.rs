@@ -406,7 +406,12 @@ impl Engine {
             Ok(None) | Err(_) => return Err(deny(Reason::UnknownKey)),
         };
         if let Some(email) = &p.email {
-            if !email.eq_ignore_ascii_case(&principal.login_lower) {
+            let matches = if email.is_ascii() {
+                email.eq_ignore_ascii_case(&principal.login_lower)
+            } else {
+                email.to_lowercase() == principal.login_lower
+            };
+            if !matches {
                 return Err(deny(Reason::EmailMismatch));
             }
         }
@@ -433,6 +438,36 @@ impl Engine {
             principal,
             style: p.style,
             workspace,
+        })
+    }
+
+    /// Re-checks an identity obtained earlier: its key must still exist, be active and unexpired, and
+    /// its principal's bindings are read afresh. Used before acting on a stored `Identity`.
+    pub(crate) fn refresh(&self, state: &PolicyState, ident: &Identity) -> Result<Identity, Deny> {
+        let deny = |reason| Deny {
+            reason,
+            principal: Some(ident.principal()),
+            key: Some(ident.key()),
+        };
+        let key = match self.cached_key(state, &ident.key.record.hash) {
+            Ok(Some(k)) if k.record.id == ident.key.record.id => k,
+            _ => return Err(deny(Reason::UnknownKey)),
+        };
+        if !key.record.active {
+            return Err(deny(Reason::InactiveKey));
+        }
+        if key.record.expires_at.is_some_and(|t| t <= now()) {
+            return Err(deny(Reason::ExpiredKey));
+        }
+        let principal = match self.cached_principal(state, key.record.owner) {
+            Ok(Some(p)) => p,
+            _ => return Err(deny(Reason::UnknownKey)),
+        };
+        Ok(Identity {
+            key,
+            principal,
+            style: ident.style,
+            workspace: ident.workspace.clone(),
         })
     }
 

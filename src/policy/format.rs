@@ -24,8 +24,13 @@ pub fn format(p: &Policy) -> String {
         if blank {
             out.push('\n');
         }
+        let header = idx == 0 && !comments.is_empty();
         for c in comments {
             push_comment(&mut out, c);
+        }
+        if header {
+            // Comments before the first definition are the file's header: a blank line follows them.
+            out.push('\n');
         }
         write_item(&mut out, item);
         prev = Some(kind);
