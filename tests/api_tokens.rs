@@ -154,7 +154,10 @@ fn environment_admins_manage_other_users_tokens() {
         let r = e.manage_keys(&other_id, dev.id, at, KeyCommand::Delete(dev_rec.id));
         assert!(matches!(r, Err(ManageError::Forbidden(_))), "{at:?}");
     }
-    // Nor can the developer act on a key that is not theirs by naming its id.
+    // Nor can the developer (key active again) act on a key that is not theirs by naming its id.
+    e.table()
+        .set_key_active(keyward::store::Actor::Cli, dev_rec.id, true)
+        .expect("activate");
     let (admin_key_rec, _) = (e.table().keys_of(admin.id).expect("keys")[0].clone(), ());
     let r = e.manage_keys(&dev_id, dev.id, None, KeyCommand::Delete(admin_key_rec.id));
     assert!(matches!(r, Err(ManageError::Store(_))), "{r:?}");
