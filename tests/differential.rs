@@ -122,7 +122,7 @@ impl Shape {
             3 => format!("{k}:"),
             4 => format!("{k}:a b"),
             5 => format!("{k}:x:y"),
-            6 => format!("{k}"),
+            6 => k.to_string(),
             7 => format!("{k}:1/{k}:2"),
             8 => vec![format!("{k}:1"); 17].join("/"),
             9 => format!("{k}:{}", "x".repeat(1100)),
@@ -512,7 +512,15 @@ fn evaluation_order_is_the_same_on_both_sides() {
         role: role.into(),
         scope: scope.into(),
     };
-    let rows: Vec<(Vec<RefBinding>, RefKey, &str, &str, &str, RefDecision)> = vec![
+    type Row<'a> = (
+        Vec<RefBinding>,
+        RefKey,
+        &'a str,
+        &'a str,
+        &'a str,
+        RefDecision,
+    );
+    let rows: Vec<Row<'_>> = vec![
         (
             vec![],
             RefKey::default(),
