@@ -171,3 +171,86 @@ fn format_is_idempotent_on_bundled_policies() {
     }
     assert_eq!(seen, 4, "expected the four bundled policies in {dir}");
 }
+
+/// Pieces of policy text, glued at random: the parser and checker must never panic, and every
+/// diagnostic must point inside the text.
+fn noisy_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        prop::sample::select(vec![
+            "scope ",
+            "under ",
+            "action ",
+            ": read",
+            ": write",
+            "group ",
+            " = ",
+            "role ",
+            " at ",
+            " observer",
+            " includes ",
+            "{",
+            "}",
+            "grant ",
+            " on ",
+            "self ",
+            "deny ",
+            "credentials ",
+            "keys ",
+            "unauthenticated ",
+            "status ",
+            "redirect ",
+            "basic ",
+            "email_key",
+            "raw_key ",
+            "query ",
+            "prefix ",
+            "manage ",
+            "read_only",
+            ";",
+            ",",
+            "*",
+            "\n",
+            "    ",
+            "#",
+            "\"",
+            "\\",
+            "é",
+            "\u{0}",
+            "\r\n",
+            "401",
+            "a",
+            "b",
+            "organization",
+            "project",
+        ])
+        .prop_map(str::to_string),
+        "[a-z]{1,5}",
+        "\\PC{0,3}",
+    ];
+    prop::collection::vec(piece, 0..60).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parser_never_panics_and_spans_stay_inside(text in noisy_text()) {
+        let (_, diags) = syntax::parse(&text);
+        for d in &diags {
+            prop_assert!(d.span.start <= d.span.end && d.span.end <= text.len(), "{:?}", d);
+            prop_assert!(text.is_char_boundary(d.span.start) && text.is_char_boundary(d.span.end));
+        }
+        match Checked::parse("<noise>", &text) {
+            Ok(p) => {
+                // Whatever loads also formats to text that loads to the same tree.
+                let (again, diags) = syntax::parse(&p.formatted());
+                prop_assert!(diags.is_empty());
+                prop_assert_eq!(again, p.ast);
+            }
+            Err(r) => {
+                prop_assert!(r.has_errors());
+                prop_assert!(!r.render().is_empty());
+            }
+        }
+    }
+}
