@@ -581,3 +581,41 @@ fn api_token() {
     assert_eq!(p.model.credentials.query_param.as_deref(), Some("apiToken"));
     assert_eq!(p.model.keys.manage_action, p.model.action("manage_tokens"));
 }
+
+/// `parse_resource` names what is wrong with a path (the host shows it in the error body).
+#[test]
+fn resource_errors_name_the_problem() {
+    use keyward::decision::ResourceError::*;
+    let c = CompiledPolicy::compile(&load("cognitive3d").model);
+    let long = format!("organization:{}", "x".repeat(1100));
+    let cases = [
+        ("", Empty),
+        (long.as_str(), TooLong),
+        ("organization", NotKindId(1)),
+        ("organization:acme/", NotKindId(2)),
+        ("organization:acme//project:p", NotKindId(2)),
+        ("organization:", BadId(1)),
+        ("organization:a b", BadId(1)),
+        ("organization:acme/project:p:1", BadId(2)),
+        ("organization:acme/project:p\u{a0}1", BadId(2)),
+        ("organization:acme/project:p\t", BadId(2)),
+        ("galaxy:1", UnknownKind("galaxy".into())),
+        ("organizations:1", UnknownKind("organizations".into())),
+        ("organization:acme/galaxy:a b", BadId(2)),
+        ("organization:acme/galaxy:1", UnknownKind("galaxy".into())),
+        (
+            "organization:acme/scene:s1",
+            NotBeneath {
+                kind: "scene".into(),
+                parent: "organization".into(),
+            },
+        ),
+    ];
+    for (path, want) in cases {
+        assert_eq!(c.parse_resource(path).err(), Some(want), "{path:?}");
+    }
+    let ok = c
+        .parse_resource("project:p1/scene:s1/session:é-1")
+        .map(|r| r.segments().iter().map(|(_, id)| *id).collect::<Vec<_>>());
+    assert_eq!(ok, Ok(vec!["p1", "s1", "é-1"]));
+}

@@ -105,7 +105,19 @@ impl CompiledPolicy {
             kind_index,
             action_index,
             role_index,
-            kind_parent: model.kinds.iter().map(|k| k.parent).collect(),
+            kind_children: (0..model.kinds.len())
+                .map(|k| {
+                    (0..model.kinds.len())
+                        .filter(|&c| model.kinds[c].parent == Some(k as KindId))
+                        .map(|c| c as KindId)
+                        .collect()
+                })
+                .collect(),
+            kind_names: model
+                .kinds
+                .iter()
+                .map(|k| k.name.as_bytes().into())
+                .collect(),
             n_kinds,
             n_actions,
             words,
