@@ -76,9 +76,12 @@ impl<'a> Resource<'a> {
     #[inline]
     pub fn starts_with(&self, prefix: &OwnedPath) -> bool {
         let p = &prefix.0;
+        // Deepest segment first: bindings that miss usually differ from the request at their last
+        // segment (another project, another scene), and only one id is compared then.
         p.len() <= self.len
             && p.iter()
-                .zip(&self.segs[..self.len])
+                .zip(&self.segs[..p.len()])
+                .rev()
                 .all(|((pk, pid), (k, id))| pk == k && **pid == **id)
     }
 
