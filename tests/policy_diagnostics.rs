@@ -154,3 +154,33 @@ fn rendering_never_fails_on_odd_input() {
         }
     }
 }
+
+/// The examples in `docs/policy-language.md` are valid: the opening example loads without errors or
+/// warnings, and every other example (grammar templates in capitals and rendered reports aside) parses.
+#[test]
+fn language_reference_examples_parse() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/policy-language.md"
+    ))
+    .unwrap_or_default();
+    let blocks: Vec<&str> = doc.split("```").skip(1).step_by(2).collect();
+    assert!(blocks.len() > 15, "found {} examples", blocks.len());
+    let first = blocks[0].trim_start_matches('\n');
+    if let Err(r) = Policy::parse("<doc example>", first) {
+        panic!("{}", r.render());
+    }
+    assert!(Policy::parse("<doc example>", first).is_ok_and(|p| p.warnings.is_empty()));
+    let mut checked = 0;
+    for b in &blocks[1..] {
+        let template =
+            b.contains("NAME") || b.contains("KIND") || b.contains("STYLE") || b.contains("CODE");
+        if template || b.contains("error:") || b.contains("kind:id") {
+            continue;
+        }
+        let (_, diags) = policy::syntax::parse(b);
+        assert!(diags.is_empty(), "example does not parse:\n{b}\n{diags:?}");
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} examples checked");
+}
