@@ -82,7 +82,7 @@ impl<'a> Resource<'a> {
             && p.iter()
                 .zip(&self.segs[..p.len()])
                 .rev()
-                .all(|((pk, pid), (k, id))| pk == k && **pid == **id)
+                .all(|((pk, pid), (k, id))| pk == k && bytes_eq(pid.as_bytes(), id.as_bytes()))
     }
 
     /// An owned copy.
@@ -99,6 +99,26 @@ impl<'a> Resource<'a> {
 /// An owned resource path (a binding's scope, a key's scope).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnedPath(pub Box<[(KindId, Box<str>)]>);
+
+/// `a == b`, without a call to `memcmp` for the short names and ids of resource paths: up to 16 bytes
+/// are compared as two (possibly overlapping) 8-byte words, under 8 byte by byte.
+#[inline]
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_ne_bytes(w)
+    };
+    match n {
+        0..=7 => a.iter().zip(b).all(|(x, y)| x == y),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
 
 /// What a byte means inside an id: part of it, the `/` that ends it, a byte no id may hold
 /// (`:`, ASCII whitespace and control characters), or the start of a non-ASCII character.
@@ -154,7 +174,9 @@ impl CompiledPolicy {
             let rest = &bytes[start..];
             let is_kind = |k: &KindId| {
                 let name = &self.kind_names[*k as usize];
-                rest.len() > name.len() && rest[name.len()] == b':' && rest.starts_with(name)
+                rest.len() > name.len()
+                    && rest[name.len()] == b':'
+                    && bytes_eq(name, &rest[..name.len()])
             };
             let found = if i == 0 {
                 (0..self.kind_names.len() as KindId).find(is_kind)
