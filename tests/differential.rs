@@ -16,8 +16,18 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 const REQUESTS_PER_POLICY: usize = 48;
-const IDS: &[&str] = &["1", "2", "alice"];
-const PRINCIPALS: &[&str] = &["alice", "1", "bob"];
+/// Ids of several lengths, some equal but for one byte at either end of an 8-byte word.
+const IDS: &[&str] = &[
+    "1",
+    "2",
+    "alice",
+    "id-000000001",
+    "id-000000002",
+    "jd-000000001",
+    "id-00000000001234",
+    "id-00000000001235",
+];
+const PRINCIPALS: &[&str] = &["alice", "1", "bob", "id-000000001"];
 
 /// A stream of choices; past its end every choice is 0.
 struct Choices<'a> {
@@ -161,7 +171,16 @@ fn on_clause(c: &mut Choices<'_>, s: &Shape, root: Option<usize>) -> String {
 /// observer, includes and grants with `on`, self rules and deny rules.
 fn gen_policy(c: &mut Choices<'_>) -> Shape {
     let n_kinds = 1 + c.below(6);
-    let kinds: Vec<String> = (0..n_kinds).map(|i| format!("k{i}")).collect();
+    // Short and long kind names (the compiled parser compares names in 8-byte words).
+    let kinds: Vec<String> = (0..n_kinds)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("k{i}")
+            } else {
+                format!("kind_number_{i}")
+            }
+        })
+        .collect();
     let parent: Vec<Option<usize>> = (0..n_kinds)
         .map(|i| {
             if i == 0 || c.one_in(3) {
