@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use keyward::decision::{CompiledPolicy, Forbidden, Outcome, Via};
+mod common;
+
+use keyward::decision::CompiledPolicy;
 use keyward::policy::reference::{self, RefBinding, RefDecision, RefKey};
 use keyward::policy::Policy;
 use proptest::prelude::*;
@@ -375,44 +377,16 @@ fn gen_request(c: &mut Choices<'_>, s: &Shape) -> Request {
     }
 }
 
-/// The compiled evaluator's answer, translated into the reference's vocabulary.
+/// The compiled evaluator's answer to a request, in the reference's vocabulary.
 fn compiled_decide(compiled: &CompiledPolicy, r: &Request) -> RefDecision {
-    let mut bindings = Vec::new();
-    let mut original_index = Vec::new();
-    for (i, b) in r.bindings.iter().enumerate() {
-        if let Some(resolved) = compiled.resolve_binding(&b.role, &b.scope) {
-            bindings.push(resolved);
-            original_index.push(i);
-        }
-    }
-    let key = compiled.resolve_key_limits(
-        r.key.read_only,
-        r.key.permissions.as_deref(),
-        r.key.scope.as_deref(),
-    );
-    let Some(action) = compiled.action(&r.action) else {
-        return RefDecision::UnknownAction;
-    };
-    let resource = match compiled.parse_resource(&r.resource) {
-        Ok(res) => res,
-        Err(_) => return RefDecision::InvalidResource,
-    };
-    match compiled.decide(&r.principal, &bindings, &key, action, &resource) {
-        Outcome::Allow(Via::Binding(i)) => RefDecision::AllowBinding(original_index[i]),
-        Outcome::Allow(Via::SelfAccess) => RefDecision::AllowSelf,
-        Outcome::Deny(f) => match f {
-            Forbidden::UnknownAction => RefDecision::UnknownAction,
-            Forbidden::InvalidResource(_) => RefDecision::InvalidResource,
-            Forbidden::DenyRule(i) => {
-                RefDecision::DenyRule(compiled.model().denies[i as usize].name.clone())
-            }
-            Forbidden::OutsideKeyScope => RefDecision::OutsideKeyScope,
-            Forbidden::OutsideKeyPermissions => RefDecision::OutsideKeyPermissions,
-            Forbidden::ReadOnlyKey => RefDecision::ReadOnlyKey,
-            Forbidden::ObserverCannotWrite => RefDecision::ObserverCannotWrite,
-            Forbidden::NoRole => RefDecision::NoRole,
-        },
-    }
+    common::compiled_decide(
+        compiled,
+        &r.principal,
+        &r.bindings,
+        &r.key,
+        &r.action,
+        &r.resource,
+    )
 }
 
 /// A label per reason, to show that every reason was reached.

@@ -2,7 +2,9 @@
 //! product's story in `REFERENCES.md`. Every row is asked of both evaluators: the compiled one and the
 //! reference one must each give the expected decision and reason.
 
-use keyward::decision::{CompiledPolicy, Forbidden, Outcome, Via};
+mod common;
+
+use keyward::decision::CompiledPolicy;
 use keyward::policy::model::Unauthenticated;
 use keyward::policy::reference::{self, RefBinding, RefDecision, RefKey};
 use keyward::policy::{self, Policy};
@@ -72,43 +74,6 @@ fn load(name: &str) -> Policy {
     policy::load_file(std::path::Path::new(&path)).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The compiled evaluator's answer, in the reference's vocabulary.
-fn compiled(c: &CompiledPolicy, r: &Row) -> RefDecision {
-    let mut bindings = Vec::new();
-    let mut index = Vec::new();
-    for (i, (role, scope)) in r.bindings.iter().enumerate() {
-        if let Some(b) = c.resolve_binding(role, scope) {
-            bindings.push(b);
-            index.push(i);
-        }
-    }
-    let key = c.resolve_key_limits(
-        r.key.read_only,
-        r.key.permissions.as_deref(),
-        r.key.scope.as_deref(),
-    );
-    let Some(action) = c.action(r.action) else {
-        return UnknownAction;
-    };
-    let Ok(resource) = c.parse_resource(r.resource) else {
-        return InvalidResource;
-    };
-    match c.decide(r.principal, &bindings, &key, action, &resource) {
-        Outcome::Allow(Via::Binding(i)) => AllowBinding(index[i]),
-        Outcome::Allow(Via::SelfAccess) => AllowSelf,
-        Outcome::Deny(Forbidden::UnknownAction) => UnknownAction,
-        Outcome::Deny(Forbidden::InvalidResource(_)) => InvalidResource,
-        Outcome::Deny(Forbidden::DenyRule(i)) => {
-            DenyRule(c.model().denies[i as usize].name.clone())
-        }
-        Outcome::Deny(Forbidden::OutsideKeyScope) => OutsideKeyScope,
-        Outcome::Deny(Forbidden::OutsideKeyPermissions) => OutsideKeyPermissions,
-        Outcome::Deny(Forbidden::ReadOnlyKey) => ReadOnlyKey,
-        Outcome::Deny(Forbidden::ObserverCannotWrite) => ObserverCannotWrite,
-        Outcome::Deny(Forbidden::NoRole) => NoRole,
-    }
-}
-
 /// Asks every row of both evaluators; reports every mismatch at once.
 fn check(name: &str, rows: &[Row]) {
     let p = load(name);
@@ -131,7 +96,8 @@ fn check(name: &str, rows: &[Row]) {
             r.action,
             r.resource,
         );
-        let by_compiled = compiled(&c, r);
+        let by_compiled =
+            common::compiled_decide(&c, r.principal, &bindings, &r.key, r.action, r.resource);
         if by_reference != r.want || by_compiled != r.want {
             failures.push(format!(
                 "row {n}: {:?} with {:?} and {:?}: `{}` on `{}`: want {:?}, reference {:?}, compiled {:?}",
