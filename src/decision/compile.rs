@@ -105,7 +105,19 @@ impl CompiledPolicy {
             kind_index,
             action_index,
             role_index,
-            kind_parent: model.kinds.iter().map(|k| k.parent).collect(),
+            kind_children: (0..model.kinds.len())
+                .map(|k| {
+                    (0..model.kinds.len())
+                        .filter(|&c| model.kinds[c].parent == Some(k as KindId))
+                        .map(|c| c as KindId)
+                        .collect()
+                })
+                .collect(),
+            kind_names: model
+                .kinds
+                .iter()
+                .map(|k| k.name.as_bytes().into())
+                .collect(),
             n_kinds,
             n_actions,
             words,
@@ -150,13 +162,13 @@ fn fold_role(
             depth + 1,
         );
     }
-    for leaf in 0..model.kinds.len() {
+    for (leaf, &leaf_mask) in kind_mask.iter().enumerate() {
         let base = (r * n_kinds + leaf) * words;
         let mut g = vec![0u64; words];
         let mut al = vec![0u64; words];
         for grant in &role_def.grants {
             let on_mask = grant.on.iter().fold(0u64, |m, k| m | (1 << k));
-            if !grant.on.is_empty() && kind_mask[leaf] & on_mask == 0 {
+            if !grant.on.is_empty() && leaf_mask & on_mask == 0 {
                 continue;
             }
             for &a in &grant.actions {

@@ -127,7 +127,11 @@ pub struct CompiledPolicy {
     kind_index: FastMap<Box<str>, KindId>,
     action_index: FastMap<Box<str>, ActionId>,
     role_index: FastMap<Box<str>, RoleId>,
-    kind_parent: Vec<Option<KindId>>,
+    /// `[kind]`: the kinds directly beneath it, so a path segment after the first is looked up among
+    /// one or two names instead of hashed.
+    kind_children: Vec<Box<[KindId]>>,
+    /// `[kind]`: its name's bytes, for those comparisons.
+    kind_names: Vec<Box<[u8]>>,
     n_kinds: usize,
     n_actions: usize,
     words: usize,

@@ -76,10 +76,13 @@ impl<'a> Resource<'a> {
     #[inline]
     pub fn starts_with(&self, prefix: &OwnedPath) -> bool {
         let p = &prefix.0;
+        // Deepest segment first: bindings that miss usually differ from the request at their last
+        // segment (another project, another scene), and only one id is compared then.
         p.len() <= self.len
             && p.iter()
-                .zip(&self.segs[..self.len])
-                .all(|((pk, pid), (k, id))| pk == k && **pid == **id)
+                .zip(&self.segs[..p.len()])
+                .rev()
+                .all(|((pk, pid), (k, id))| pk == k && bytes_eq(pid.as_bytes(), id.as_bytes()))
     }
 
     /// An owned copy.
@@ -97,9 +100,58 @@ impl<'a> Resource<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnedPath(pub Box<[(KindId, Box<str>)]>);
 
+/// `a == b`, without a call to `memcmp` for the short names and ids of resource paths: up to 16 bytes
+/// are compared as two (possibly overlapping) 8-byte words, under 8 byte by byte.
+#[inline]
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_ne_bytes(w)
+    };
+    match n {
+        0..=7 => a.iter().zip(b).all(|(x, y)| x == y),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// What a byte means inside an id: part of it, the `/` that ends it, a byte no id may hold
+/// (`:`, ASCII whitespace and control characters), or the start of a non-ASCII character.
+const ID_BYTE: [u8; 256] = {
+    let mut t = [ID_PLAIN; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c == b'/' {
+            ID_END
+        } else if c == b':' || c.is_ascii_whitespace() || c.is_ascii_control() {
+            ID_BAD
+        } else if !c.is_ascii() {
+            ID_NON_ASCII
+        } else {
+            ID_PLAIN
+        };
+        b += 1;
+    }
+    t
+};
+const ID_PLAIN: u8 = 0;
+const ID_END: u8 = 1;
+const ID_BAD: u8 = 2;
+const ID_NON_ASCII: u8 = 3;
+
 impl CompiledPolicy {
     /// Parses `kind:id/kind:id/...`: every kind declared, each the parent of the next, ids non-empty
     /// without `:`, whitespace or control characters. The first segment may be any kind.
+    ///
+    /// One pass over the bytes. A kind is recognised by comparing the declared names with the text
+    /// (for a segment after the first, only the previous kind's children), so the text is never
+    /// scanned for `:` nor hashed; the slow path runs only to name an error.
     #[inline]
     pub fn parse_resource<'a>(&self, s: &'a str) -> Result<Resource<'a>, ResourceError> {
         if s.is_empty() {
@@ -108,65 +160,85 @@ impl CompiledPolicy {
         if s.len() > MAX_RESOURCE_BYTES {
             return Err(ResourceError::TooLong);
         }
+        let bytes = s.as_bytes();
         let mut r = Resource {
             segs: [(0, ""); MAX_RESOURCE_DEPTH],
             len: 0,
         };
-        // One pass over the bytes: a segment ends at `/` or at the end; its kind ends at the first `:`.
-        let bytes = s.as_bytes();
-        let mut seg_start = 0;
-        let mut colon: Option<usize> = None;
-        let mut ascii = true;
-        let mut bad_id = false;
-        for i in 0..=bytes.len() {
-            let b = bytes.get(i).copied();
-            match b {
-                Some(b'/') | None => {
-                    let n = r.len;
-                    if n >= MAX_RESOURCE_DEPTH {
-                        return Err(ResourceError::TooDeep);
-                    }
-                    let Some(c) = colon else {
-                        return Err(ResourceError::NotKindId(n + 1));
-                    };
-                    let kind = &s[seg_start..c];
-                    let id = &s[c + 1..i];
-                    if id.is_empty()
-                        || bad_id
-                        || (!ascii && id.chars().any(|c| c.is_whitespace() || c.is_control()))
-                    {
-                        return Err(ResourceError::BadId(n + 1));
-                    }
-                    let Some(k) = self.kind(kind) else {
-                        return Err(ResourceError::UnknownKind(kind.chars().take(64).collect()));
-                    };
-                    if n > 0 {
-                        let prev = r.segs[n - 1].0;
-                        if self.kind_parent[k as usize] != Some(prev) {
-                            return Err(ResourceError::NotBeneath {
-                                kind: kind.to_string(),
-                                parent: self.model().kinds[prev as usize].name.clone(),
-                            });
-                        }
-                    }
-                    r.segs[n] = (k, id);
-                    r.len = n + 1;
-                    seg_start = i + 1;
-                    colon = None;
-                    ascii = true;
-                    bad_id = false;
-                }
-                Some(b':') if colon.is_none() => colon = Some(i),
-                Some(b) if colon.is_some() => {
-                    if b == b':' || b <= b' ' || b == 0x7f {
-                        bad_id = true;
-                    } else if b >= 0x80 {
-                        ascii = false;
-                    }
-                }
-                Some(_) => {}
+        let mut start = 0;
+        loop {
+            let i = r.len;
+            if i >= MAX_RESOURCE_DEPTH {
+                return Err(ResourceError::TooDeep);
             }
+            let rest = &bytes[start..];
+            let is_kind = |k: &KindId| {
+                let name = &self.kind_names[*k as usize];
+                rest.len() > name.len()
+                    && rest[name.len()] == b':'
+                    && bytes_eq(name, &rest[..name.len()])
+            };
+            let found = if i == 0 {
+                (0..self.kind_names.len() as KindId).find(is_kind)
+            } else {
+                self.kind_children[r.segs[i - 1].0 as usize]
+                    .iter()
+                    .copied()
+                    .find(is_kind)
+            };
+            let Some(k) = found else {
+                return Err(self.segment_error(s, start, i, r.segs[i.saturating_sub(1)].0));
+            };
+            let id_start = start + self.kind_names[k as usize].len() + 1;
+            let mut end = id_start;
+            let mut ascii = true;
+            while end < bytes.len() {
+                match ID_BYTE[bytes[end] as usize] {
+                    ID_PLAIN => {}
+                    ID_END => break,
+                    ID_BAD => return Err(ResourceError::BadId(i + 1)),
+                    _ => ascii = false,
+                }
+                end += 1;
+            }
+            // INVARIANT: `id_start` follows an ASCII `:` and `end` is an ASCII `/` or the end of `s`,
+            // so both are char boundaries.
+            let id = &s[id_start..end];
+            if id.is_empty() || (!ascii && id.chars().any(|c| c.is_whitespace() || c.is_control()))
+            {
+                return Err(ResourceError::BadId(i + 1));
+            }
+            r.segs[i] = (k, id);
+            r.len = i + 1;
+            if end == bytes.len() {
+                return Ok(r);
+            }
+            start = end + 1;
         }
-        Ok(r)
+    }
+
+    /// Why segment `i` (starting at byte `start`) is not `kind:id` with a kind that may stand there;
+    /// `prev` is the kind of the segment before it, if any. Checks in the order a reader would: the
+    /// shape, the id, then the kind.
+    #[cold]
+    fn segment_error(&self, s: &str, start: usize, i: usize, prev: KindId) -> ResourceError {
+        let seg = s[start..].split('/').next().unwrap_or("");
+        let Some((kind, id)) = seg.split_once(':') else {
+            return ResourceError::NotKindId(i + 1);
+        };
+        if id.is_empty()
+            || id
+                .chars()
+                .any(|c| c == ':' || c.is_whitespace() || c.is_control())
+        {
+            return ResourceError::BadId(i + 1);
+        }
+        match self.kind(kind) {
+            None => ResourceError::UnknownKind(kind.chars().take(64).collect()),
+            Some(_) => ResourceError::NotBeneath {
+                kind: kind.to_string(),
+                parent: self.model().kinds[prev as usize].name.clone(),
+            },
+        }
     }
 }

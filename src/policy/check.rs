@@ -42,6 +42,7 @@ struct Checker<'t> {
     action_spans: Vec<Span>,
     group_ids: HashMap<String, usize>,
     role_ids: HashMap<String, RoleId>,
+    deny_spans: HashMap<String, Span>,
 }
 
 impl Checker<'_> {
@@ -58,14 +59,18 @@ impl Checker<'_> {
             name.span.clone(),
         );
         if let Some(first) = first {
-            let start = first.start.min(self.text.len());
-            let line = self
-                .text
-                .get(..start)
-                .map_or(0, |t| t.matches('\n').count())
-                + 1;
+            let line = self.line_of(&first);
             self.help(format!("the first definition is on line {line}"));
         }
+    }
+
+    /// The 1-based line a span starts on.
+    fn line_of(&self, span: &Span) -> usize {
+        let start = span.start.min(self.text.len());
+        self.text
+            .get(..start)
+            .map_or(0, |t| t.matches('\n').count())
+            + 1
     }
 
     fn help(&mut self, help: impl Into<String>) {
@@ -136,6 +141,9 @@ impl Checker<'_> {
                         format!("scope kind `{}` is its own parent", s.name.text),
                         parent.span.clone(),
                     );
+                    self.help(
+                        "name the kind directly above it, or leave out `under` for a top kind",
+                    );
                 }
                 Some(&pid) => self.model.kinds[usize::from(id)].parent = Some(pid),
                 None => self.unknown_kind(parent),
@@ -168,9 +176,16 @@ impl Checker<'_> {
                 seen.push(p);
                 if seen.len() > MAX_DEPTH {
                     let span = self.kind_spans[id].clone();
+                    let name = self.model.kinds[id].name.clone();
                     self.error(
-                        format!("the scope hierarchy is deeper than {MAX_DEPTH} levels"),
+                        format!(
+                            "scope kind `{name}` lies {} levels deep, more than the limit of {MAX_DEPTH}",
+                            seen.len()
+                        ),
                         span,
+                    );
+                    self.help(
+                        "a resource path has at most one segment per level: flatten the hierarchy",
                     );
                     self.model.kinds[id].parent = None;
                     break;
@@ -257,11 +272,15 @@ impl Checker<'_> {
             .collect();
         let mut valid = Vec::new();
         for g in &decls {
-            if self.action_ids.contains_key(&g.name.text) {
+            if let Some(&a) = self.action_ids.get(&g.name.text) {
+                let line = self.line_of(&self.action_spans[a as usize].clone());
                 self.error(
                     format!("group `{}` has the same name as an action", g.name.text),
                     g.name.span.clone(),
                 );
+                self.help(format!(
+                    "the action is declared on line {line}; actions and groups share one namespace, so rename the group"
+                ));
                 continue;
             }
             if let Some(&prev) = self.group_ids.get(&g.name.text) {
@@ -296,10 +315,18 @@ impl Checker<'_> {
                                 stack.push((child, 0));
                             }
                             1 => {
+                                // The cycle: from `child` on the stack up to this group, then back.
+                                let from = stack.iter().position(|&(x, _)| x == child).unwrap_or(0);
+                                let chain: Vec<String> = stack[from..]
+                                    .iter()
+                                    .map(|&(x, _)| format!("`{}`", valid[x].name.text))
+                                    .chain(std::iter::once(format!("`{}`", m.text)))
+                                    .collect();
                                 self.error(
                                     format!(
-                                        "group `{}` includes itself through `{}`",
-                                        valid[child].name.text, m.text
+                                        "group `{}` includes itself: {}",
+                                        valid[child].name.text,
+                                        chain.join(" includes ")
                                     ),
                                     m.span.clone(),
                                 );
@@ -478,8 +505,9 @@ impl Checker<'_> {
                         let known: Vec<&str> = self.role_ids.keys().map(String::as_str).collect();
                         let s = suggest(&inc.text, &known).map(str::to_string);
                         self.error(format!("unknown role `{}`", inc.text), inc.span.clone());
-                        if let Some(s) = s {
-                            self.help(format!("did you mean `{s}`?"));
+                        match s {
+                            Some(s) => self.help(format!("did you mean `{s}`?")),
+                            None => self.help("declare it with `role NAME at KIND { grant ...; }`"),
                         }
                     }
                 }
@@ -495,9 +523,13 @@ impl Checker<'_> {
         self.check_include_cycles(&valid);
     }
 
+    /// Finds inclusion cycles (each reported and cut) and chains longer than [`MAX_INCLUDE_DEPTH`].
     fn check_include_cycles(&mut self, decls: &[&ast::RoleDecl]) {
         let n = self.model.roles.len();
         let mut state = vec![0u8; n];
+        // Roles on the longest inclusion chain starting at each role, itself included.
+        let mut height = vec![0usize; n];
+        let mut too_deep_reported = false;
         for root in 0..n {
             if state[root] != 0 {
                 continue;
@@ -511,14 +543,6 @@ impl Checker<'_> {
                     *next += 1;
                     match state[child] {
                         0 => {
-                            if stack.len() >= MAX_INCLUDE_DEPTH {
-                                let span = decls[r].name.span.clone();
-                                self.error(
-                                    format!("role inclusions nest deeper than {MAX_INCLUDE_DEPTH} levels"),
-                                    span,
-                                );
-                                return;
-                            }
                             state[child] = 1;
                             stack.push((child, 0));
                         }
@@ -546,6 +570,28 @@ impl Checker<'_> {
                     }
                     continue;
                 }
+                // Every included role is finished (or its edge was cut): the chain length is known.
+                // INVARIANT: measured on the whole graph, not on this walk's stack, so a chain is
+                // caught whatever order its roles are declared in.
+                height[r] = 1 + includes
+                    .iter()
+                    .map(|&c| height[c as usize])
+                    .max()
+                    .unwrap_or(0);
+                if height[r] - 1 > MAX_INCLUDE_DEPTH && !too_deep_reported {
+                    too_deep_reported = true;
+                    let span = decls[r].name.span.clone();
+                    self.error(
+                        format!(
+                            "role `{}` starts a chain of {} nested inclusions, more than the limit of {MAX_INCLUDE_DEPTH}",
+                            decls[r].name.text, height[r] - 1
+                        ),
+                        span,
+                    );
+                    self.help(
+                        "include the roles further down the chain directly, or merge some of them",
+                    );
+                }
                 state[r] = 2;
                 stack.pop();
             }
@@ -562,10 +608,12 @@ impl Checker<'_> {
     }
 
     fn deny_rule(&mut self, d: &ast::DenyDecl) {
-        if self.model.denies.iter().any(|x| x.name == d.name.text) {
-            self.duplicate("deny rule", &d.name, None);
+        if let Some(first) = self.deny_spans.get(&d.name.text).cloned() {
+            self.duplicate("deny rule", &d.name, Some(first));
             return;
         }
+        self.deny_spans
+            .insert(d.name.text.clone(), d.name.span.clone());
         let actions = self.actions(&d.actions);
         let mut on = Vec::new();
         for k in &d.on {
@@ -587,21 +635,26 @@ impl Checker<'_> {
     fn blocks(&mut self, p: &ast::Policy) {
         let mut seen_credentials: Option<Span> = None;
         let mut seen_keys: Option<Span> = None;
-        let mut seen_unauth = false;
+        let mut seen_unauth: Option<Span> = None;
         for item in &p.items {
             match item {
                 Item::Credentials(c) => {
-                    if seen_credentials.is_some() {
+                    if let Some(first) = &seen_credentials {
+                        let line = self.line_of(first);
                         self.error("`credentials` is declared twice".into(), c.span.0.clone());
-                        self.help("list every accepted style in one `credentials { ... }` block");
+                        self.help(format!("list every accepted style in the one `credentials {{ ... }}` block, on line {line}"));
                         continue;
                     }
                     seen_credentials = Some(c.span.0.clone());
                     self.credentials(c);
                 }
                 Item::Keys(k) => {
-                    if seen_keys.is_some() {
+                    if let Some(first) = &seen_keys {
+                        let line = self.line_of(first);
                         self.error("`keys` is declared twice".into(), k.span.0.clone());
+                        self.help(format!(
+                            "list every rule in the one `keys {{ ... }}` block, on line {line}"
+                        ));
                         continue;
                     }
                     seen_keys = Some(k.span.0.clone());
@@ -612,11 +665,13 @@ impl Checker<'_> {
                         UnauthenticatedDecl::Status(_, s) => s.0.clone(),
                         UnauthenticatedDecl::Redirect(n) => n.span.clone(),
                     };
-                    if seen_unauth {
+                    if let Some(first) = &seen_unauth {
+                        let line = self.line_of(first);
                         self.error("`unauthenticated` is declared twice".into(), span);
+                        self.help(format!("keep one answer: the first is on line {line}"));
                         continue;
                     }
-                    seen_unauth = true;
+                    seen_unauth = Some(span);
                     match u {
                         UnauthenticatedDecl::Status(code, ast::Loc(span)) => {
                             if !(400..=499).contains(code) {
@@ -664,7 +719,7 @@ impl Checker<'_> {
     }
 
     fn credentials(&mut self, c: &ast::CredentialsDecl) {
-        let mut seen: Vec<&'static str> = Vec::new();
+        let mut seen: Vec<(&'static str, Span)> = Vec::new();
         for style in &c.styles {
             let (tag, span) = match style {
                 CredentialDecl::BasicEmailKey(s) => ("basic email_key", s.0.clone()),
@@ -676,11 +731,13 @@ impl Checker<'_> {
                 CredentialDecl::Bearer(s) => ("bearer", s.0.clone()),
                 CredentialDecl::WorkspaceHeader(n) => ("workspace_header", n.span.clone()),
             };
-            if seen.contains(&tag) {
+            if let Some((_, first)) = seen.iter().find(|(t, _)| *t == tag) {
+                let line = self.line_of(first);
                 self.error(format!("credential style `{tag}` is declared twice"), span);
+                self.help(format!("the first is on line {line}"));
                 continue;
             }
-            seen.push(tag);
+            seen.push((tag, span));
             let r = &mut self.model.credentials;
             match style {
                 CredentialDecl::BasicEmailKey(_) => r.basic_email_key = true,
@@ -708,6 +765,7 @@ impl Checker<'_> {
                             format!("`{}` is not an HTTP header name", n.text),
                             n.span.clone(),
                         );
+                        self.help("use letters, digits and `-`, e.g. `\"X-Workspace-Key\"`");
                     } else {
                         self.model.credentials.workspace_header = Some(n.text.clone());
                     }
@@ -716,7 +774,12 @@ impl Checker<'_> {
                     let mut out = Vec::new();
                     for p in prefixes {
                         if p.text.is_empty() || p.text.chars().any(|c| !c.is_ascii_graphic()) {
-                            self.error(format!("`{}` is not a key prefix", p.text), p.span.clone());
+                            let msg = if p.text.is_empty() {
+                                "a key prefix cannot be empty".to_string()
+                            } else {
+                                format!("`{}` is not a key prefix", p.text)
+                            };
+                            self.error(msg, p.span.clone());
                             self.help("a prefix is one or more visible ASCII characters, e.g. `\"orgkey-\"`");
                         } else {
                             out.push(p.text.clone());
@@ -729,7 +792,7 @@ impl Checker<'_> {
     }
 
     fn keys(&mut self, k: &ast::KeysDecl) {
-        let mut seen: Vec<&'static str> = Vec::new();
+        let mut seen: Vec<(&'static str, Span)> = Vec::new();
         for rule in &k.rules {
             let (tag, span) = match rule {
                 KeyRule::Prefix(n) => ("prefix", n.span.clone()),
@@ -737,11 +800,13 @@ impl Checker<'_> {
                 KeyRule::ReadOnlyByDefault(s) => ("read_only", s.0.clone()),
                 KeyRule::Manage(n) => ("manage", n.span.clone()),
             };
-            if seen.contains(&tag) {
+            if let Some((_, first)) = seen.iter().find(|(t, _)| *t == tag) {
+                let line = self.line_of(first);
                 self.error(format!("key rule `{tag}` is declared twice"), span);
+                self.help(format!("the first is on line {line}"));
                 continue;
             }
-            seen.push(tag);
+            seen.push((tag, span));
             match rule {
                 KeyRule::Prefix(n) => {
                     if n.text.is_empty()
@@ -766,8 +831,9 @@ impl Checker<'_> {
                             self.model.actions.iter().map(|a| a.name.as_str()).collect();
                         let s = suggest(&n.text, &known).map(str::to_string);
                         self.error(format!("unknown action `{}`", n.text), n.span.clone());
-                        if let Some(s) = s {
-                            self.help(format!("did you mean `{s}`?"));
+                        match s {
+                            Some(s) => self.help(format!("did you mean `{s}`?")),
+                            None => self.help("`manage` names a declared action, e.g. `action manage_keys: write;`"),
                         }
                     }
                 },

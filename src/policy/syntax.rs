@@ -100,10 +100,7 @@ pub fn parse(text: &str) -> (Policy, Vec<Diagnostic>) {
             }
             Err(nom::Err::Error(e)) | Err(nom::Err::Failure(e)) => {
                 diags.push(to_diagnostic(text, &e));
-                let resume = recover(
-                    text,
-                    e.at.location_offset().max(input.location_offset() + 1),
-                );
+                let resume = recover(text, input.location_offset(), e.at.location_offset());
                 input = slice_from(text, resume);
             }
             Err(nom::Err::Incomplete(_)) => {
@@ -159,33 +156,65 @@ fn slice_from(text: &str, offset: usize) -> In<'_> {
     s
 }
 
-/// The byte offset of the next line (after `from`) that starts with a top-level keyword, or the end.
-fn recover(text: &str, from: usize) -> usize {
-    let mut pos = from.min(text.len());
-    while !text.is_char_boundary(pos) {
+/// Where to carry on after a definition starting at `item_start` failed at `error_at`: the next line
+/// after the definition's start that begins with a top-level keyword and is outside any `{ ... }` the
+/// definition opened (so a `scope` rule inside a broken `keys { }` block is skipped with the block),
+/// or begins with a keyword at column 0 (a block left unclosed ends where the next definition starts).
+/// The end of the text if there is none. Always past `item_start`, so parsing makes progress.
+fn recover(text: &str, item_start: usize, error_at: usize) -> usize {
+    let bytes = text.as_bytes();
+    let mut depth: i64 = 0;
+    let mut in_string = false;
+    let mut pos = item_start;
+    // The line holding the error is a candidate only if the error is at its very start.
+    let first_candidate = text[..error_at.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1)
+        .max(item_start + 1);
+    while pos < bytes.len() {
+        let b = bytes[pos];
+        if b == b'\n' {
+            in_string = false;
+            let line_start = pos + 1;
+            if line_start >= first_candidate {
+                let line = &text[line_start..];
+                let indented = line.starts_with([' ', '\t']);
+                let word: String = line
+                    .trim_start_matches([' ', '\t'])
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if TOP_LEVEL_KEYWORDS.contains(&word.as_str()) && (depth <= 0 || !indented) {
+                    return line_start;
+                }
+            }
+        } else if in_string {
+            if b == b'"' {
+                in_string = false;
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'#' => {
+                    // Skip the comment up to (not past) its newline.
+                    pos = text[pos..].find('\n').map_or(bytes.len(), |n| pos + n);
+                    continue;
+                }
+                b'{' => depth += 1,
+                b'}' => depth -= 1,
+                _ => {}
+            }
+        }
         pos += 1;
     }
-    loop {
-        let Some(nl) = text[pos..].find('\n') else {
-            return text.len();
-        };
-        pos += nl + 1;
-        let line = text[pos..].trim_start_matches([' ', '\t']);
-        let word: String = line
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        if TOP_LEVEL_KEYWORDS.contains(&word.as_str()) {
-            return pos;
-        }
-    }
+    text.len()
 }
 
 fn to_diagnostic(text: &str, e: &PErr<'_>) -> Diagnostic {
     let start = e.at.location_offset().min(text.len());
     let found = describe_token(&text[start..]);
     let (len, found_text) = match found {
-        Found::Token(t) => (t.len(), format!("`{t}`")),
+        Found::Token(t, len) => (len, format!("`{t}`")),
         Found::EndOfLine => (0, "the end of the line".to_string()),
         Found::Eof => (0, "the end of the file".to_string()),
     };
@@ -197,7 +226,8 @@ fn to_diagnostic(text: &str, e: &PErr<'_>) -> Diagnostic {
 }
 
 enum Found {
-    Token(String),
+    /// The text to show (shortened to 40 characters with `…`) and the token's whole length in bytes.
+    Token(String, usize),
     EndOfLine,
     Eof,
 }
@@ -207,23 +237,24 @@ fn describe_token(rest: &str) -> Found {
     let Some(c) = rest.chars().next() else {
         return Found::Eof;
     };
-    if c.is_alphanumeric() || c == '_' {
-        let w: String = rest
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .take(40)
-            .collect();
-        Found::Token(w)
+    let token = if c.is_alphanumeric() || c == '_' {
+        let end = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        &rest[..end]
     } else if c == '"' {
         let end = rest[1..].find(['"', '\n']).map_or(rest.len(), |i| i + 2);
-        let s = &rest[..end.min(rest.len())];
-        let s: String = s.chars().take(40).collect();
-        Found::Token(s)
+        &rest[..end.min(rest.len())]
     } else if c == '\n' || c == '\r' {
-        Found::EndOfLine
+        return Found::EndOfLine;
     } else {
-        Found::Token(c.to_string())
+        &rest[..c.len_utf8()]
+    };
+    let mut shown: String = token.chars().take(40).collect();
+    if shown.len() < token.len() {
+        shown.push('…');
     }
+    Found::Token(shown, token.len())
 }
 
 fn span_of(i: &In<'_>, len: usize) -> Span {
@@ -281,7 +312,10 @@ fn ident_raw(i: In<'_>) -> PResult<'_, Name> {
     if word.fragment().len() > MAX_NAME {
         return Err(nom::Err::Failure(PErr {
             at: start,
-            expected: Cow::Owned(format!("a name of at most {MAX_NAME} characters")),
+            expected: Cow::Owned(format!(
+                "a name of at most {MAX_NAME} characters (this one has {})",
+                word.fragment().len()
+            )),
         }));
     }
     Ok((
@@ -564,14 +598,15 @@ fn credentials_decl(i: In<'_>) -> PResult<'_, Item> {
         let sp = Loc(word.span.clone());
         let (rest, style) = match word.text.as_str() {
             "basic" => {
-                let (rest, what) = must(ident(rest, "`email_key` or `key`"))?;
+                let what_at = ws(rest)?.0;
+                let (rest, what) = must(ident(rest, "`email_key` or `key` after `basic`"))?;
                 match what.text.as_str() {
                     "email_key" => (rest, CredentialDecl::BasicEmailKey(sp)),
                     "key" => (rest, CredentialDecl::BasicKey(sp)),
                     _ => {
                         return Err(nom::Err::Failure(PErr {
-                            at: ws(i)?.0,
-                            expected: Cow::Borrowed("`basic email_key` or `basic key`"),
+                            at: what_at,
+                            expected: Cow::Borrowed("`email_key` or `key` after `basic`"),
                         }))
                     }
                 }
@@ -583,14 +618,20 @@ fn credentials_decl(i: In<'_>) -> PResult<'_, Item> {
             }
             "apikey_organization" => (rest, CredentialDecl::ApiKeyOrganization(sp)),
             "raw_key" => {
+                // `raw_key;` or `raw_key "P", "Q";`: once a prefix starts, a bad string or a
+                // dangling `,` is an error at that spot, not a silent end of the list.
                 let mut prefixes = Vec::new();
                 let mut r = rest;
-                while let Ok((after, p)) = string(r, "a key prefix in quotes") {
-                    prefixes.push(p);
-                    r = after;
-                    match sym(r, ',', "`,`") {
-                        Ok((after, ())) => r = after,
-                        Err(_) => break,
+                if peek_sym(r, '"') {
+                    loop {
+                        let (after, p) = must(string(r, "a key prefix in quotes"))?;
+                        prefixes.push(p);
+                        r = after;
+                        if !peek_sym(r, ',') {
+                            break;
+                        }
+                        let (after, ()) = sym(r, ',', "`,`")?;
+                        r = after;
                     }
                 }
                 (r, CredentialDecl::RawKey(prefixes, sp))
@@ -686,7 +727,15 @@ fn unauthenticated_decl(i: In<'_>) -> PResult<'_, Item> {
     ))?;
     let at = ws(i)?.0;
     let (rest, digits) = must(expected(at, "an HTTP status code", digit1(at)))?;
-    let code: u16 = digits.fragment().parse().unwrap_or(0);
+    let code = match digits.fragment().parse::<u16>() {
+        Ok(code) if code <= 999 => code,
+        _ => {
+            return Err(nom::Err::Failure(PErr {
+                at,
+                expected: Cow::Borrowed("a three-digit HTTP status code"),
+            }))
+        }
+    };
     let (rest, ()) = semi(rest)?;
     Ok((
         rest,
