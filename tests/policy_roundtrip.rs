@@ -112,6 +112,18 @@ fn item() -> impl Strategy<Value = Item> {
         (0u16..1000)
             .prop_map(|c| Item::Unauthenticated(UnauthenticatedDecl::Status(c, Loc::default()))),
         string().prop_map(|n| Item::Unauthenticated(UnauthenticatedDecl::Redirect(n))),
+        (
+            prop_oneof![name(), Just(Name::new("*"))],
+            string(),
+            name(),
+            string()
+        )
+            .prop_map(|(method, path, action, resource)| Item::Route(RouteDecl {
+                method,
+                path,
+                action,
+                resource,
+            })),
     ]
 }
 
