@@ -184,7 +184,7 @@ fn to_diagnostic(text: &str, e: &PErr<'_>) -> Diagnostic {
     let start = e.at.location_offset().min(text.len());
     let found = describe_token(&text[start..]);
     let (len, found_text) = match found {
-        Found::Token(t) => (t.len(), format!("`{t}`")),
+        Found::Token(t) => (t.len(), format!("`{}`", escape_invisible(&t))),
         Found::EndOfLine => (0, "the end of the line".to_string()),
         Found::Eof => (0, "the end of the file".to_string()),
     };
@@ -193,6 +193,19 @@ fn to_diagnostic(text: &str, e: &PErr<'_>) -> Diagnostic {
         start..start + len,
     )
     .with_label(format!("expected {}", e.expected))
+}
+
+/// Control characters and a byte order mark would print raw (or not at all) inside backticks.
+fn escape_invisible(t: &str) -> String {
+    t.chars()
+        .map(|c| {
+            if c.is_control() || c == '\u{feff}' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 enum Found {
@@ -684,7 +697,13 @@ fn unauthenticated_decl(i: In<'_>) -> PResult<'_, Item> {
     ))?;
     let at = ws(i)?.0;
     let (rest, digits) = must(expected(at, "an HTTP status code", digit1(at)))?;
-    let code: u16 = digits.fragment().parse().unwrap_or(0);
+    // A number too big for a status is refused here; echoing a substitute (once `0`) would confuse.
+    let Ok(code) = digits.fragment().parse::<u16>() else {
+        return Err(nom::Err::Failure(PErr {
+            at,
+            expected: Cow::Borrowed("an HTTP status code from 400 to 499"),
+        }));
+    };
     let (rest, ()) = semi(rest)?;
     Ok((
         rest,
