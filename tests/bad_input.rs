@@ -320,6 +320,8 @@ fn catalogue() {
 
     let rows: Vec<(&str, Outcome, &str, &str)> = vec![
         // ---- policies ----
+        // An empty policy is valid: it accepts no credential, so every request is refused (the
+        // checker warns). Recorded here so that a change is a decision, not an accident.
         ("policy: empty", policy(""), "ok", ""),
         ("policy: only whitespace", policy(" \n\t\n"), "ok", ""),
         ("policy: NUL byte", policy("scope a;\0\naction v: read;"), "invalid_policy", "1:9: expected a definition (`scope`, `action`, `group`, `role`, `self`, `deny`, `credentials`, `keys` or `unauthenticated`), found `\\u{0}`"),
@@ -436,4 +438,20 @@ fn catalogue() {
         rows.len(),
         failures.join("\n")
     );
+}
+
+/// Inputs the fuzz targets found, kept as regression tests.
+#[test]
+fn fuzz_findings() {
+    use keyward::store::{decode, AuditEntry};
+    // record_decode: 22 bytes of an audit entry claiming a long key list. serde pre-allocates up to 1 MiB
+    // for it (see `store::codec`) and decoding must still fail cleanly.
+    let bytes = [
+        0x01, 0x10, 0x00, 0x01, 0x01, 0x01, 0x00, 0x07, 0x68, 0x40, 0x62, 0x2e, 0x03, 0x04, 0x02,
+        0xfc, 0x04, 0x01, 0x02, 0xfc, 0x6b, 0x58,
+    ];
+    match decode::<AuditEntry>(&bytes) {
+        Err(StoreError::Corrupt { what, .. }) => assert_eq!(what, "audit entry"),
+        other => panic!("expected a corrupt audit entry, got {other:?}"),
+    }
 }
