@@ -568,8 +568,18 @@ fn parse_authorization(
     let token = rest.trim_start_matches([' ', '\t']);
 
     let Some(scheme) = known_scheme(word) else {
+        // INVARIANT: a word starting like a raw key is a (broken) key, not a scheme; never echo it.
+        let raw_key_like = styles.raw_key.as_ref().is_some_and(|prefixes| {
+            prefixes
+                .iter()
+                .any(|p| !p.is_empty() && word.starts_with(p.as_str()))
+        });
         return Err(CredentialError::UnknownScheme {
-            scheme: echoable_scheme(word),
+            scheme: if raw_key_like {
+                None
+            } else {
+                echoable_scheme(word)
+            },
         });
     };
     if token.contains([' ', '\t']) {
