@@ -10,6 +10,8 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use keyward::credential::{extract, Style, Styles, MAX_KEY_LEN, MAX_WORKSPACE_LEN};
 use libfuzzer_sys::fuzz_target;
 
+const RAW_PREFIXES: [&str; 2] = ["orgkey-", "kw_"];
+
 fn styles(bits: u8) -> Styles {
     Styles {
         basic_email_key: bits & 1 != 0,
@@ -20,7 +22,7 @@ fn styles(bits: u8) -> Styles {
         raw_key: match bits >> 5 & 3 {
             0 => None,
             1 => Some(vec![]),
-            _ => Some(vec!["orgkey-".to_owned(), "kw_".to_owned()]),
+            _ => Some(RAW_PREFIXES.iter().map(|p| p.to_string()).collect()),
         },
         bearer: bits & 128 != 0,
         workspace_header: (bits & 96 == 96).then(|| "x-workspace-key".to_owned()),
@@ -115,6 +117,15 @@ fuzz_target!(|data: &[u8]| {
             assert!(!msg.is_empty() && !e.code().is_empty());
             for s in &sent {
                 assert!(!leaks(&msg, s), "error message repeats the request: {msg}");
+                // A word that starts like a raw key is a key, however short: never echoed.
+                for word in s.split(|&b| b == b' ' || b == b'\t') {
+                    let Ok(word) = std::str::from_utf8(word) else { continue };
+                    if RAW_PREFIXES.iter().any(|p| word.starts_with(p))
+                        && styles.raw_key.as_ref().is_some_and(|p| !p.is_empty())
+                    {
+                        assert!(!msg.contains(&format!("`{word}`")), "error message echoes {word:?}: {msg}");
+                    }
+                }
             }
         }
     }
