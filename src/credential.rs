@@ -25,9 +25,9 @@
 //!   a mix of both alphabets is rejected. Padding is all or nothing (`YWI=` or `YWI`, not `YWJjZA=`),
 //!   and non-canonical trailing bits are rejected.
 //! - **Basic splitting** happens at the *first* `:`, as RFC 7617 prescribes (a user-id cannot
-//!   contain a colon, a password can). An unquoted email cannot contain `:`; an email whose quoted
-//!   local part contains one (`"a:b"@example.org`) therefore cannot be sent in Basic and is
-//!   rejected as [`MalformedReason::ColonInEmail`] rather than misread.
+//!   contain a colon, a password can). An email containing `:` (`"a:b"@example.org`, or the
+//!   invalid `a:b@example.org`) therefore cannot be sent in Basic and is rejected as
+//!   [`MalformedReason::ColonInEmail`] rather than misread.
 //! - **Which Basic style**: if the part before the colon contains `@` and
 //!   [`Styles::basic_email_key`] is on, it is an email and the key is the part after the colon;
 //!   otherwise, if [`Styles::basic_key`] is on, the part before the colon is the key and the password
@@ -212,7 +212,8 @@ pub enum MalformedReason {
     },
     /// Decoded Basic credentials have no `:` between user and password.
     NoColon,
-    /// The username looks like a quoted email local part that was cut at a `:`.
+    /// The username looks like an email that was cut at a `:` of its own (the rest, up to the next
+    /// `:`, holds the `@`).
     ColonInEmail,
     /// The email has no local part or no domain around its `@`.
     NotAnEmail,
@@ -637,8 +638,18 @@ fn parse_value(
     let token = trim_spaces(rest);
 
     let Some(scheme) = known_scheme(word) else {
+        // INVARIANT: a word starting like a raw key is a (broken) key, not a scheme; never echo it.
+        let raw_key_like = styles.raw_key.as_ref().is_some_and(|prefixes| {
+            prefixes
+                .iter()
+                .any(|p| !p.is_empty() && word.starts_with(p.as_bytes()))
+        });
         return Err(CredentialError::UnknownScheme {
-            scheme: echoable_scheme(word),
+            scheme: if raw_key_like {
+                None
+            } else {
+                echoable_scheme(word)
+            },
         });
     };
     let flags = classify(token);
@@ -782,8 +793,12 @@ fn split_basic(
         check_email(user, at)?;
         return Ok((Style::BasicEmailKey, Some(user.to_owned()), key(password)?));
     }
-    if styles.basic_email_key && user.starts_with('"') && password.contains('@') {
-        // `"a:b"@example.org:key` split at its first colon.
+    if styles.basic_email_key
+        && password
+            .split_once(':')
+            .is_some_and(|(rest_of_email, _)| rest_of_email.contains('@'))
+    {
+        // `a:b@example.org:key` or `"a:b"@example.org:key`, split at the email's own colon.
         return Err(malformed(MalformedReason::ColonInEmail));
     }
     if styles.basic_key {

@@ -199,6 +199,8 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::NoCredential => f.write_str("no credential in the request"),
+            // `CredentialError::Malformed` already says "malformed credential: ...".
+            Reason::MalformedCredential(e @ CredentialError::Malformed { .. }) => write!(f, "{e}"),
             Reason::MalformedCredential(e) => write!(f, "malformed credential: {e}"),
             Reason::UnknownScheme(e) => write!(f, "{e}"),
             Reason::BadChecksum => {

@@ -214,7 +214,7 @@ fn to_diagnostic(text: &str, e: &PErr<'_>) -> Diagnostic {
     let start = e.at.location_offset().min(text.len());
     let found = describe_token(&text[start..]);
     let (len, found_text) = match found {
-        Found::Token(t, len) => (len, format!("`{t}`")),
+        Found::Token(t, len) => (len, format!("`{}`", escape_invisible(&t))),
         Found::EndOfLine => (0, "the end of the line".to_string()),
         Found::Eof => (0, "the end of the file".to_string()),
     };
@@ -223,6 +223,19 @@ fn to_diagnostic(text: &str, e: &PErr<'_>) -> Diagnostic {
         start..start + len,
     )
     .with_label(format!("expected {}", e.expected))
+}
+
+/// Control characters and a byte order mark would print raw (or not at all) inside backticks.
+fn escape_invisible(t: &str) -> String {
+    t.chars()
+        .map(|c| {
+            if c.is_control() || c == '\u{feff}' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 enum Found {

@@ -1,9 +1,14 @@
 //! The one record codec: `[FORMAT_VERSION: u8][bincode 2 standard config]`.
 //!
 //! Every value written by the key table goes through [`encode`] and comes back through [`decode`]. Decoding
-//! never panics and never allocates more than [`MAX_RECORD_LEN`] bytes, whatever the input: an unknown
+//! never panics and never reads past [`MAX_RECORD_LEN`] bytes, whatever the input: an unknown
 //! version byte gives [`StoreError::UnsupportedVersion`], anything else that does not decode exactly (short
 //! input, garbage, trailing bytes) gives [`StoreError::Corrupt`] naming the record kind.
+//!
+//! Allocation: bincode's limit bounds strings and byte buffers by the input, but a list (`permissions`,
+//! the key ids of an audit entry) is pre-allocated by serde from its claimed length, capped at 1 MiB
+//! (`serde::de::size_hint::cautious`), before its elements are read. So a few corrupt bytes can make a decode
+//! allocate up to 1 MiB once before failing; never more (`fuzz/fuzz_targets/record_decode.rs` checks).
 
 use bincode::config::{self, Configuration, Limit};
 use serde::de::DeserializeOwned;
