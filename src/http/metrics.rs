@@ -37,7 +37,7 @@ const REASONS: &[&str] = &[
     "no_route",
     "missing_parameter",
     "bad_parameter",
-    "missing_original_uri",
+    "bad_original_request",
     "other",
 ];
 

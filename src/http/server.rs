@@ -185,6 +185,7 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .try_init();
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = opts.workers {
@@ -820,16 +821,16 @@ fn forward_auth(
             if record {
                 shared
                     .metrics
-                    .decision(Outcome::Deny("missing_original_uri"), started.elapsed());
+                    .decision(Outcome::Deny("bad_original_request"), started.elapsed());
                 tracing::warn!(target: "keyward::decision", outcome = "deny",
-                    reason = "missing_original_uri", detail = why);
+                    reason = "bad_original_request", detail = why);
             }
             let status = if mode == Mode::Nginx {
                 StatusCode::FORBIDDEN
             } else {
                 StatusCode::BAD_REQUEST
             };
-            return json_error(status, "missing_original_uri", why);
+            return json_error(status, "bad_original_request", why);
         }
     };
     let decision = shared.engine.authorize_http(
