@@ -19,7 +19,12 @@ pub const SEATSIO_WORKSPACE_SECRET: &str = "550e8400-e29b-41d4-a716-446655440000
 /// A company admin key (seats.io).
 pub const SEATSIO_ADMIN_SECRET: &str = "7d2c5a1e-0f3b-4c8e-9a6d-2b1f0e9c8d7a";
 
-fn principal(e: &Engine, kind: PrincipalKind, login: &str, ws: Option<&str>) -> Result<u64, StoreError> {
+fn principal(
+    e: &Engine,
+    kind: PrincipalKind,
+    login: &str,
+    ws: Option<&str>,
+) -> Result<u64, StoreError> {
     Ok(e.table()
         .add_principal(
             Actor::Cli,
@@ -67,7 +72,11 @@ pub fn install(e: &Engine, product: &str) -> Result<Vec<(String, String)>, Error
             }
             let ws = principal(e, PrincipalKind::Workspace, "workspace-1", Some("pub-ws-1"))?;
             t.bind(Actor::Cli, ws, "workspace_key", "company:acme/workspace:1")?;
-            t.import_key(Actor::Cli, NewKey::new(ws, "secret key"), SEATSIO_WORKSPACE_SECRET)?;
+            t.import_key(
+                Actor::Cli,
+                NewKey::new(ws, "secret key"),
+                SEATSIO_WORKSPACE_SECRET,
+            )?;
             let company = principal(e, PrincipalKind::Company, "acme", Some("pub-ws-1"))?;
             t.bind(Actor::Cli, company, "company_admin", "company:acme")?;
             let mut admin = NewKey::new(company, "admin key");
@@ -92,7 +101,12 @@ pub fn install(e: &Engine, product: &str) -> Result<Vec<(String, String)>, Error
             let admin = principal(e, PrincipalKind::User, "admin@c3d.example", None)?;
             t.bind(Actor::Cli, admin, "org_admin", "organization:6")?;
             let member = principal(e, PrincipalKind::User, "member@c3d.example", None)?;
-            t.bind(Actor::Cli, member, "project_member", "organization:6/project:3")?;
+            t.bind(
+                Actor::Cli,
+                member,
+                "project_member",
+                "organization:6/project:3",
+            )?;
             let observer = principal(e, PrincipalKind::User, "observer@c3d.example", None)?;
             t.bind(Actor::Cli, observer, "org_observer", "organization:6")?;
             let key = |owner, read_only| {
@@ -139,7 +153,12 @@ pub fn install_load(e: &Engine, n: u64) -> Result<(), StoreError> {
                         default_workspace: None,
                     },
                 )?;
-                w.bind(Actor::Cli, p.id, "member", &format!("organization:{}", j % 50))?;
+                w.bind(
+                    Actor::Cli,
+                    p.id,
+                    "member",
+                    &format!("organization:{}", j % 50),
+                )?;
                 w.import_key(Actor::Cli, NewKey::new(p.id, "api key"), &load_key(j))?;
             }
             Ok(())
