@@ -6,7 +6,7 @@
 //!       [--max-connections N] [--request-timeout-ms N] [--max-header-bytes N] [--workers N]
 //!       [--no-decision-log] [--no-watch]
 //! serve fixtures --db DIR --policy FILE --product NAME     # prints NAME='secret' lines
-//! serve load-fixtures --db DIR --policy FILE --count N      # N SEED users for the benchmark
+//! serve load-fixtures --db DIR --policy FILE --count N [--sample K]  # N SEED users (benchmark)
 //! ```
 
 #[path = "common/fixtures.rs"]
@@ -57,7 +57,14 @@ fn real_main() -> Result<(), fixtures::Error> {
         }
         Some("load-fixtures") => {
             let e = Engine::open_files(&db, &policy, EngineOptions::default())?;
-            fixtures::install_load(&e, need("count")?.parse()?)?;
+            let n: u64 = need("count")?.parse()?;
+            fixtures::install_load(&e, n)?;
+            // `--sample K`: print K users spread over the N as `login:key` lines for the load generator.
+            let k: u64 = flags.get("sample").map_or(Ok(0), |s| s.parse())?;
+            for j in 0..k.min(n) {
+                let i = j * (n / k.min(n).max(1));
+                println!("{}:{}:{}", fixtures::load_login(i), fixtures::load_key(i), i % 50);
+            }
             return Ok(());
         }
         _ => {}
