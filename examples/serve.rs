@@ -63,7 +63,12 @@ fn real_main() -> Result<(), fixtures::Error> {
             let k: u64 = flags.get("sample").map_or(Ok(0), |s| s.parse())?;
             for j in 0..k.min(n) {
                 let i = j * (n / k.min(n).max(1));
-                println!("{}:{}:{}", fixtures::load_login(i), fixtures::load_key(i), i % 50);
+                println!(
+                    "{}:{}:{}",
+                    fixtures::load_login(i),
+                    fixtures::load_key(i),
+                    i % 50
+                );
             }
             return Ok(());
         }

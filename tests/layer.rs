@@ -27,7 +27,8 @@ async fn echo(auth: Authorized) -> String {
 }
 
 struct Api {
-    rt: tokio::runtime::Runtime,
+    /// Keeps the server running until the test ends.
+    _rt: tokio::runtime::Runtime,
     addr: SocketAddr,
     secrets: HashMap<String, String>,
 }
@@ -63,7 +64,11 @@ fn api(product: &str, public: bool) -> Api {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     rt.spawn(async move { axum::serve(listener, app).await });
-    Api { rt, addr, secrets }
+    Api {
+        _rt: rt,
+        addr,
+        secrets,
+    }
 }
 
 impl Api {
