@@ -5,8 +5,12 @@
 //! itself never depends on this module.
 
 pub mod layer;
+#[cfg(feature = "server")]
+pub mod metrics;
 pub mod path;
 pub mod routes;
+#[cfg(feature = "server")]
+pub mod server;
 
 use std::sync::Arc;
 
