@@ -26,7 +26,7 @@ use ::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -52,38 +52,83 @@ pub const DEFAULT_OVERLAP: u64 = 86_400;
 /// The note sent with every newly generated secret.
 pub const SHOWN_ONCE: &str = "store it now, it will not be shown again";
 
+/// Every endpoint, `(method, path)`, in the order of `docs/openapi.yaml`. The router is built from
+/// this table, so the document and the real routes can be compared (tests/admin_openapi.rs).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/whoami"),
+    ("GET", "/principals"),
+    ("POST", "/principals"),
+    ("GET", "/principals/{principal}"),
+    ("DELETE", "/principals/{principal}"),
+    ("GET", "/principals/{principal}/keys"),
+    ("POST", "/principals/{principal}/keys"),
+    ("POST", "/principals/{principal}/keys/import"),
+    ("POST", "/principals/{principal}/bindings"),
+    ("DELETE", "/principals/{principal}/bindings"),
+    ("GET", "/keys"),
+    ("GET", "/keys/{id}"),
+    ("DELETE", "/keys/{id}"),
+    ("POST", "/keys/{id}/rename"),
+    ("POST", "/keys/{id}/deactivate"),
+    ("POST", "/keys/{id}/activate"),
+    ("POST", "/keys/{id}/rotate"),
+    ("POST", "/keys/{id}/regenerate"),
+    ("GET", "/workspaces"),
+    ("POST", "/workspaces"),
+    ("GET", "/workspaces/{public_key}"),
+    ("DELETE", "/workspaces/{public_key}"),
+    ("GET", "/audit"),
+];
+
+type Handler = MethodRouter<Arc<Engine>>;
+
+fn handler(method: &str, path: &str) -> Option<Handler> {
+    Some(match (method, path) {
+        ("GET", "/whoami") => get(whoami),
+        ("GET", "/principals") => get(list_principals),
+        ("POST", "/principals") => post(add_principal),
+        ("GET", "/principals/{principal}") => get(show_principal),
+        ("DELETE", "/principals/{principal}") => delete(remove_principal),
+        ("GET", "/principals/{principal}/keys") => get(list_keys_of),
+        ("POST", "/principals/{principal}/keys") => post(create_key),
+        ("POST", "/principals/{principal}/keys/import") => post(import_key),
+        ("POST", "/principals/{principal}/bindings") => post(bind),
+        ("DELETE", "/principals/{principal}/bindings") => delete(unbind),
+        ("GET", "/keys") => get(list_keys),
+        ("GET", "/keys/{id}") => get(show_key),
+        ("DELETE", "/keys/{id}") => delete(delete_key),
+        ("POST", "/keys/{id}/rename") => post(rename_key),
+        ("POST", "/keys/{id}/deactivate") => post(deactivate_key),
+        ("POST", "/keys/{id}/activate") => post(activate_key),
+        ("POST", "/keys/{id}/rotate") => post(rotate_key),
+        ("POST", "/keys/{id}/regenerate") => post(regenerate_key),
+        ("GET", "/workspaces") => get(list_workspaces),
+        ("POST", "/workspaces") => post(add_workspace),
+        ("GET", "/workspaces/{public_key}") => get(show_workspace),
+        ("DELETE", "/workspaces/{public_key}") => delete(remove_workspace),
+        ("GET", "/audit") => get(audit),
+        _ => return None,
+    })
+}
+
 /// The admin API over `engine`, to mount under any prefix: `Router::new().nest("/keyward/v1",
 /// keyward::http::admin::router(engine))`.
 pub fn router(engine: Arc<Engine>) -> Router {
-    Router::new()
-        .route("/whoami", get(whoami))
-        .route("/principals", get(list_principals).post(add_principal))
-        .route(
-            "/principals/{principal}",
-            get(show_principal).delete(remove_principal),
-        )
-        .route(
-            "/principals/{principal}/keys",
-            get(list_keys_of).post(create_key),
-        )
-        .route("/principals/{principal}/keys/import", post(import_key))
-        .route(
-            "/principals/{principal}/bindings",
-            post(bind).delete(unbind),
-        )
-        .route("/keys", get(list_keys))
-        .route("/keys/{id}", get(show_key).delete(delete_key))
-        .route("/keys/{id}/rename", post(rename_key))
-        .route("/keys/{id}/deactivate", post(deactivate_key))
-        .route("/keys/{id}/activate", post(activate_key))
-        .route("/keys/{id}/rotate", post(rotate_key))
-        .route("/keys/{id}/regenerate", post(regenerate_key))
-        .route("/workspaces", get(list_workspaces).post(add_workspace))
-        .route(
-            "/workspaces/{public_key}",
-            get(show_workspace).delete(remove_workspace),
-        )
-        .route("/audit", get(audit))
+    let mut paths: Vec<(&str, Handler)> = Vec::new();
+    for (method, path) in ROUTES {
+        let Some(h) = handler(method, path) else {
+            continue;
+        };
+        match paths.iter_mut().find(|(p, _)| p == path) {
+            Some((_, mr)) => *mr = std::mem::take(mr).merge(h),
+            None => paths.push((path, h)),
+        }
+    }
+    let mut router = Router::new();
+    for (path, mr) in paths {
+        router = router.route(path, mr);
+    }
+    router
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(engine)
