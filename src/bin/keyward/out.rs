@@ -105,18 +105,26 @@ pub fn check_db_dir(dir: &Path, create: Create) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The `--db` directory (commands that have no `--server` mode refuse it).
+pub fn db_dir(db: &DbArgs) -> Result<&Path, CliError> {
+    db.db
+        .as_deref()
+        .ok_or_else(|| CliError::new("this command needs --db DIR; it has no --server mode"))
+}
+
 /// Opens the key table in `--db`.
 pub fn open_table(
     db: &DbArgs,
     create: Create,
     format: Option<KeyFormat>,
 ) -> Result<KeyTable, CliError> {
-    check_db_dir(&db.db, create)?;
+    let dir = db_dir(db)?;
+    check_db_dir(dir, create)?;
     let options = StoreOptions {
         pepper: pepper(db)?,
         key_format: format.unwrap_or_default(),
     };
-    Ok(KeyTable::open(&db.db, options)?)
+    Ok(KeyTable::open(dir, options)?)
 }
 
 /// A principal by login, or by id when the text is a number no login matches.
