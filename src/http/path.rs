@@ -146,7 +146,7 @@ mod tests {
         for (raw, want) in rows {
             assert_eq!(
                 normalize(raw).as_deref(),
-                want.as_ref().map(|s| *s).map_err(|e| e),
+                want.as_ref().map(|s| *s),
                 "{raw}"
             );
         }
