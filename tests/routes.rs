@@ -32,7 +32,8 @@ fn requests_to_targets() {
             resource: resource.to_string(),
         })
     };
-    let rows: Vec<(Method, &str, Option<&str>, Result<Target, RouteMiss>)> = vec![
+    type Row<'a> = (Method, &'a str, Option<&'a str>, Result<Target, RouteMiss>);
+    let rows: Vec<Row> = vec![
         (
             Method::GET,
             "/api/organizations/6/projects/3",

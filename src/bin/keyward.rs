@@ -17,6 +17,8 @@ mod keys;
 mod out;
 #[path = "keyward/policy_cmd.rs"]
 mod policy_cmd;
+#[path = "keyward/remote.rs"]
+mod remote;
 #[path = "keyward/table_cmd.rs"]
 mod table_cmd;
 

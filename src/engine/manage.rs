@@ -16,6 +16,16 @@ pub enum KeyCommand {
         /// Read-only, writable, or the policy's default.
         read_only: Option<bool>,
     },
+    /// Import an existing secret as a key, with the same restrictions as [`KeyCommand::Create`].
+    /// The secret is hashed and dropped; it is never stored or echoed.
+    Import {
+        /// The key to create (its `owner` is replaced by the target).
+        new: NewKey,
+        /// Read-only, writable, or the policy's default.
+        read_only: Option<bool>,
+        /// The secret to import.
+        secret: Secret,
+    },
     /// List the target's keys (never their secrets).
     List,
     /// Rename a key.
@@ -39,7 +49,7 @@ pub enum KeyCommandResult {
     Created(KeyRecord, Secret),
     /// The target's keys.
     Listed(Vec<KeyRecord>),
-    /// The key after the change.
+    /// The key after the change, or the imported key.
     Updated(KeyRecord),
     /// The deleted key.
     Deleted(KeyRecord),
@@ -121,38 +131,52 @@ impl Engine {
                 })),
             }
         };
-        let table = &self.table;
-        Ok(match command {
-            KeyCommand::Create { mut new, read_only } => {
-                new.owner = target;
-                new.read_only = read_only.unwrap_or(model.keys.read_only_by_default);
-                let is_own_account = own_account.as_deref() == Some(scope.as_str());
-                if !is_own_account {
-                    match &new.scope {
-                        None => new.scope = Some(scope.clone()),
-                        Some(s) => {
-                            let inside = s == &scope
-                                || s.strip_prefix(scope.as_str())
-                                    .is_some_and(|r| r.starts_with('/'));
-                            if !inside {
-                                return Err(forbid(Reason::OutsideKeyScope));
-                            }
+        // A new key belongs to the target, takes the policy's read-only default, and is confined
+        // to the scope the action was checked at unless it is the actor's own account.
+        let restrict = |new: &mut NewKey, read_only: Option<bool>| -> Result<(), ManageError> {
+            new.owner = target;
+            new.read_only = read_only.unwrap_or(model.keys.read_only_by_default);
+            let is_own_account = own_account.as_deref() == Some(scope.as_str());
+            if !is_own_account {
+                match &new.scope {
+                    None => new.scope = Some(scope.clone()),
+                    Some(s) => {
+                        let inside = s == &scope
+                            || s.strip_prefix(scope.as_str())
+                                .is_some_and(|r| r.starts_with('/'));
+                        if !inside {
+                            return Err(forbid(Reason::OutsideKeyScope));
                         }
                     }
                 }
-                if let (Some(kind), Some(s)) = (model.keys.scope_kind, &new.scope) {
-                    let kind_name = &model.kinds[kind as usize].name;
-                    let leaf_kind = s
-                        .rsplit('/')
-                        .next()
-                        .and_then(|seg| seg.split_once(':'))
-                        .map(|(k, _)| k);
-                    if leaf_kind != Some(kind_name.as_str()) {
-                        return Err(forbid(Reason::OutsideKeyScope));
-                    }
+            }
+            if let (Some(kind), Some(s)) = (model.keys.scope_kind, &new.scope) {
+                let kind_name = &model.kinds[kind as usize].name;
+                let leaf_kind = s
+                    .rsplit('/')
+                    .next()
+                    .and_then(|seg| seg.split_once(':'))
+                    .map(|(k, _)| k);
+                if leaf_kind != Some(kind_name.as_str()) {
+                    return Err(forbid(Reason::OutsideKeyScope));
                 }
+            }
+            Ok(())
+        };
+        let table = &self.table;
+        Ok(match command {
+            KeyCommand::Create { mut new, read_only } => {
+                restrict(&mut new, read_only)?;
                 let (rec, secret) = table.create_key(who, new)?;
                 KeyCommandResult::Created(rec, secret)
+            }
+            KeyCommand::Import {
+                mut new,
+                read_only,
+                secret,
+            } => {
+                restrict(&mut new, read_only)?;
+                KeyCommandResult::Updated(table.import_key(who, new, secret.expose())?)
             }
             KeyCommand::List => KeyCommandResult::Listed(table.keys_of(target)?),
             KeyCommand::Rename(id, name) => {

@@ -4,6 +4,8 @@
 //! **Invariant:** nothing here is compiled into the core unless a feature asks for it; the engine
 //! itself never depends on this module.
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod layer;
 #[cfg(feature = "server")]
 pub mod metrics;

@@ -78,12 +78,24 @@ PRINCIPAL is a login or a numeric id. With --policy the role and scope are check
     Demo,
 }
 
-/// Where the key table is, and its pepper.
+/// Where the key table is, and its pepper; or the admin API serving it.
 #[derive(Args, Debug, Clone)]
 pub struct DbArgs {
     /// The key table directory
-    #[arg(long, value_name = "DIR")]
-    pub db: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "server",
+        conflicts_with = "server"
+    )]
+    pub db: Option<PathBuf>,
+    /// Go through the admin API of a running server instead, e.g. http://127.0.0.1:8080/keyward/v1
+    /// (the caller's key from KEYWARD_KEY, KEYWARD_AUTHORIZATION or --key-file)
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// With --server: a file holding the caller's key (sent as `Bearer KEY`)
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub key_file: Option<PathBuf>,
     /// A file holding the pepper, 64 hex characters (overrides KEYWARD_PEPPER)
     #[arg(long, value_name = "FILE")]
     pub pepper_file: Option<PathBuf>,

@@ -71,11 +71,12 @@ pub fn explanation_json(e: &Explanation, engine: &Engine) -> Value {
 pub fn run(args: &AuthorizeArgs) -> CmdResult {
     let headers = headers(&args.headers)?;
     let policy = load_policy(&args.policy)?;
-    check_db_dir(&args.db.db, Create::No)?;
+    let dir = crate::out::db_dir(&args.db)?;
+    check_db_dir(dir, Create::No)?;
     let options = EngineOptions {
         pepper: pepper(&args.db)?,
     };
-    let engine = Engine::open(&args.db.db, policy, options)?;
+    let engine = Engine::open(dir, policy, options)?;
     let req = Request::new(&headers, &args.action, &args.resource)
         .with_query(args.query.as_deref())
         .with_context(args.context.as_deref());

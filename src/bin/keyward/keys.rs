@@ -15,6 +15,7 @@ use crate::out::{
     key, key_format, key_json, key_limits, key_status, load_policy, now, open_table,
     parse_duration, principal, print_json, print_table, utc, Create,
 };
+use crate::remote::{self, Remote};
 use crate::{CliError, CmdResult};
 
 pub const SHOWN_ONCE: &str = "store it now, it will not be shown again";
@@ -35,7 +36,7 @@ fn open_with(
     open_table(db, create, Some(format))
 }
 
-fn new_key(owner: u64, name: String, l: &KeyLimitArgs) -> Result<NewKey, CliError> {
+pub fn new_key(owner: u64, name: String, l: &KeyLimitArgs) -> Result<NewKey, CliError> {
     let mut k = NewKey::new(owner, name);
     k.read_only = l.read_only;
     let perms: Vec<String> = l
@@ -75,6 +76,9 @@ fn show_secret(verb: &str, rec: &KeyRecord, owner: &str, secret: &Secret, json: 
 pub fn run(cmd: KeyCommand) -> CmdResult {
     match cmd {
         KeyCommand::Create(a) => {
+            if let Some(r) = Remote::from_args(&a.db)? {
+                return remote::key_create(&r, &a);
+            }
             let t = open_with(&a.db, Create::Yes, a.policy.as_deref())?;
             let owner = principal(&t, &a.owner)?;
             let (rec, secret) = t.create_key(Actor::Cli, new_key(owner.id, a.name, &a.limits)?)?;
@@ -82,6 +86,9 @@ pub fn run(cmd: KeyCommand) -> CmdResult {
         }
         KeyCommand::Import(a) => return import(&a),
         KeyCommand::List(a) => {
+            if let Some(r) = Remote::from_args(&a.db)? {
+                return remote::key_list(&r, &a);
+            }
             let t = open_table(&a.db, Create::No, None)?;
             let keys = match &a.owner {
                 Some(o) => t.keys_of(principal(&t, o)?.id)?,
@@ -135,12 +142,18 @@ pub fn run(cmd: KeyCommand) -> CmdResult {
             }
         }
         KeyCommand::Rename(a) => {
+            if let Some(r) = Remote::from_args(&a.db)? {
+                return remote::key_rename(&r, &a);
+            }
             let t = open_table(&a.db, Create::No, None)?;
             let old = key(&t, a.id)?;
             let rec = t.rename_key(Actor::Cli, a.id, &a.name)?;
             println!("renamed key {} `{}` to `{}`", rec.id, old.name, rec.name);
         }
         KeyCommand::Deactivate(a) => {
+            if let Some(r) = Remote::from_args(&a.db)? {
+                return remote::key_state(&r, &a, "deactivate");
+            }
             let t = open_table(&a.db, Create::No, None)?;
             key(&t, a.id)?;
             let rec = t.set_key_active(Actor::Cli, a.id, false)?;
@@ -150,12 +163,18 @@ pub fn run(cmd: KeyCommand) -> CmdResult {
             );
         }
         KeyCommand::Activate(a) => {
+            if let Some(r) = Remote::from_args(&a.db)? {
+                return remote::key_state(&r, &a, "activate");
+            }
             let t = open_table(&a.db, Create::No, None)?;
             key(&t, a.id)?;
             let rec = t.set_key_active(Actor::Cli, a.id, true)?;
             println!("activated key {} `{}`", rec.id, rec.name);
         }
         KeyCommand::Rotate(a) => {
+            if let Some(r) = Remote::from_args(&a.db)? {
+                return remote::key_rotate(&r, &a);
+            }
             let overlap = parse_duration(&a.overlap)?;
             let t = open_with(&a.db, Create::No, a.policy.as_deref())?;
             let old = key(&t, a.id)?;
@@ -173,6 +192,9 @@ pub fn run(cmd: KeyCommand) -> CmdResult {
             show_secret("new", &rec, &owner.login, &secret, a.json);
         }
         KeyCommand::Regenerate(a) => {
+            if let Some(r) = Remote::from_args(&a.db)? {
+                return remote::key_regenerate(&r, &a);
+            }
             let t = open_with(&a.db, Create::No, a.policy.as_deref())?;
             let old = key(&t, a.id)?;
             let owner = principal(&t, &old.owner.to_string())?;
@@ -186,6 +208,9 @@ pub fn run(cmd: KeyCommand) -> CmdResult {
             show_secret("new", &rec, &owner.login, &secret, a.json);
         }
         KeyCommand::Delete(a) => {
+            if let Some(r) = Remote::from_args(&a.db)? {
+                return remote::key_state(&r, &a, "delete");
+            }
             let t = open_table(&a.db, Create::No, None)?;
             key(&t, a.id)?;
             let rec = t.delete_key(Actor::Cli, a.id)?;
@@ -245,7 +270,11 @@ fn import(a: &KeyImportArgs) -> CmdResult {
              pipe the secret on stdin or use --file",
         ));
     }
+    let remote = Remote::from_args(&a.db)?;
     let (source, secrets) = read_secrets(a)?;
+    if let Some(r) = remote {
+        return remote::key_import(&r, a, &secrets, &source);
+    }
     let t = open_with(&a.db, Create::Yes, a.policy.as_deref())?;
     let owner = principal(&t, &a.owner)?;
     let total = secrets.len();

@@ -11,9 +11,10 @@ use crate::out::{
     actor_text, audit_json, kind_name, load_policy, op_text, open_table, principal as find,
     principal_json, print_json, print_table, utc, workspace_json, Create,
 };
+use crate::remote::{self, Remote};
 use crate::{CliError, CmdResult};
 
-fn kind(k: Kind) -> PrincipalKind {
+pub fn kind(k: Kind) -> PrincipalKind {
     match k {
         Kind::User => PrincipalKind::User,
         Kind::ServiceAccount => PrincipalKind::ServiceAccount,
@@ -26,6 +27,9 @@ fn kind(k: Kind) -> PrincipalKind {
 pub fn principal(cmd: PrincipalCommand) -> CmdResult {
     match cmd {
         PrincipalCommand::Add(a) => {
+            if let Some(r) = Remote::from_args(&a.db)? {
+                return remote::principal_add(&r, &a);
+            }
             let t = open_table(&a.db, Create::Yes, None)?;
             let p = t.add_principal(
                 Actor::Cli,
@@ -47,6 +51,9 @@ pub fn principal(cmd: PrincipalCommand) -> CmdResult {
             }
         }
         PrincipalCommand::List(a) => {
+            if let Some(r) = Remote::from_args(&a.db)? {
+                return remote::principal_list(&r, &a);
+            }
             let t = open_table(&a.db, Create::No, None)?;
             let all = t.list_principals()?;
             if a.json {
@@ -92,6 +99,9 @@ pub fn principal(cmd: PrincipalCommand) -> CmdResult {
             }
         }
         PrincipalCommand::Remove(a) => {
+            if let Some(r) = Remote::from_args(&a.db)? {
+                return remote::principal_remove(&r, &a);
+            }
             let t = open_table(&a.db, Create::No, None)?;
             let p = find(&t, &a.principal)?;
             let keys = t.keys_of(p.id)?.len();
@@ -123,6 +133,9 @@ pub fn bind(a: &BindArgs, add: bool) -> CmdResult {
             )));
         }
     }
+    if let Some(r) = Remote::from_args(&a.db)? {
+        return remote::bind(&r, a, add);
+    }
     let t = open_table(&a.db, if add { Create::Yes } else { Create::No }, None)?;
     let p = find(&t, &a.principal)?;
     if add {
@@ -138,6 +151,9 @@ pub fn bind(a: &BindArgs, add: bool) -> CmdResult {
 pub fn workspace(cmd: WorkspaceCommand) -> CmdResult {
     match cmd {
         WorkspaceCommand::Add(a) => {
+            if let Some(r) = Remote::from_args(&a.db)? {
+                return remote::workspace_add(&r, &a);
+            }
             let t = open_table(&a.db, Create::Yes, None)?;
             let company = match &a.company {
                 Some(c) => Some(find(&t, c)?.id),
@@ -158,6 +174,9 @@ pub fn workspace(cmd: WorkspaceCommand) -> CmdResult {
             );
         }
         WorkspaceCommand::List(a) => {
+            if let Some(r) = Remote::from_args(&a.db)? {
+                return remote::workspace_list(&r, &a);
+            }
             let t = open_table(&a.db, Create::No, None)?;
             let all = t.list_workspaces()?;
             if a.json {
@@ -180,6 +199,9 @@ pub fn workspace(cmd: WorkspaceCommand) -> CmdResult {
             }
         }
         WorkspaceCommand::Remove(a) => {
+            if let Some(r) = Remote::from_args(&a.db)? {
+                return remote::workspace_remove(&r, &a);
+            }
             let t = open_table(&a.db, Create::No, None)?;
             let w = t.remove_workspace(Actor::Cli, &a.public_key)?;
             println!("removed workspace `{}`", w.public_key);
@@ -189,6 +211,9 @@ pub fn workspace(cmd: WorkspaceCommand) -> CmdResult {
 }
 
 pub fn audit(a: &AuditArgs) -> CmdResult {
+    if let Some(r) = Remote::from_args(&a.db)? {
+        return remote::audit(&r, a);
+    }
     let t = open_table(&a.db, Create::No, None)?;
     let p = match &a.principal {
         Some(p) => Some(find(&t, p)?.id),
