@@ -19,6 +19,8 @@ mod out;
 mod policy_cmd;
 #[path = "keyward/remote.rs"]
 mod remote;
+#[path = "keyward/serve.rs"]
+mod serve;
 #[path = "keyward/table_cmd.rs"]
 mod table_cmd;
 
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         Command::Key(a) => keys::run(a),
         Command::Audit(a) => table_cmd::audit(&a),
         Command::Demo => demo::run(),
+        Command::Serve(a) => serve::run(&a),
     };
     match result {
         Ok(code) => code,

@@ -99,6 +99,8 @@ pub struct ServeOptions {
     pub log_decisions: bool,
     /// Time in-flight requests get to finish on shutdown before their connections are dropped.
     pub shutdown_grace: Duration,
+    /// Where to mount the admin API (feature `admin`), e.g. `/keyward/v1`; `None` leaves it out.
+    pub admin_prefix: Option<String>,
 }
 
 impl ServeOptions {
@@ -125,6 +127,7 @@ impl ServeOptions {
             workers: None,
             log_decisions: true,
             shutdown_grace: Duration::from_secs(10),
+            admin_prefix: Some("/keyward/v1".to_string()),
         }
     }
 }
@@ -146,6 +149,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("workers", &self.workers)
             .field("log_decisions", &self.log_decisions)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("admin_prefix", &self.admin_prefix)
             .finish()
     }
 }
@@ -227,7 +231,13 @@ struct Shared {
     metrics: Arc<Metrics>,
     opts: ServeOptions,
     reload: Reloader,
+    /// The admin API, nested under `opts.admin_prefix`.
+    #[cfg(feature = "admin")]
+    admin: Option<axum::Router>,
 }
+
+type ResponseFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
 /// A running server: its address, its engine and metrics; stop it with [`Server::shutdown`].
 pub struct Server {
@@ -279,6 +289,22 @@ impl Server {
                 )));
             }
         }
+        if let Some(p) = &opts.admin_prefix {
+            let reserved = ["/auth", "/healthz", "/metrics"];
+            if !p.starts_with('/')
+                || p.len() < 2
+                || p.ends_with('/')
+                || reserved
+                    .iter()
+                    .any(|r| r.starts_with(p.as_str()) || p.starts_with(r))
+                || opts.envoy_prefix.as_deref() == Some(p.as_str())
+            {
+                return Err(ServeError::Config(format!(
+                    "the admin API prefix `{p}` must start with `/`, not end with one, and not \
+                     overlap `/auth`, `/healthz`, `/metrics` or the Envoy prefix"
+                )));
+            }
+        }
         if opts.limits.max_connections == 0 {
             return Err(ServeError::Config(
                 "max connections must be at least 1".into(),
@@ -296,11 +322,17 @@ impl Server {
         })?;
         let metrics = Arc::new(Metrics::new());
         let reload = Reloader::new(&engine, &opts.policy);
+        #[cfg(feature = "admin")]
+        let admin = opts.admin_prefix.as_deref().map(|prefix| {
+            axum::Router::new().nest(prefix, crate::http::admin::router(Arc::clone(&engine)))
+        });
         let shared = Arc::new(Shared {
             engine,
             metrics,
             opts,
             reload,
+            #[cfg(feature = "admin")]
+            admin,
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut background = Vec::new();
@@ -542,8 +574,21 @@ async fn serve_connection(
     let limits = shared.opts.limits;
     let s = Arc::clone(shared);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        #[cfg(feature = "admin")]
+        if let Some(admin) = admin_for(&s, req.uri().path()) {
+            use tower::ServiceExt;
+            let req = req.map(Body::new);
+            let fut: ResponseFuture = Box::pin(async move {
+                Ok::<_, Infallible>(match admin.oneshot(req).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                })
+            });
+            return fut;
+        }
         let resp = handle(&s, &req);
-        async move { Ok::<_, Infallible>(resp) }
+        let fut: ResponseFuture = Box::pin(async move { Ok::<_, Infallible>(resp) });
+        fut
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -941,4 +986,15 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
 fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     let body = serde_json::json!({"status": "error", "code": code, "message": message}).to_string();
     text(status, "application/json", body)
+}
+
+/// The admin router when `path` lies under the configured admin prefix.
+#[cfg(feature = "admin")]
+fn admin_for(shared: &Shared, path: &str) -> Option<axum::Router> {
+    let prefix = shared.opts.admin_prefix.as_deref()?;
+    let rest = path.strip_prefix(prefix)?;
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return None;
+    }
+    shared.admin.clone()
 }

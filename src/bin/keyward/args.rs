@@ -76,6 +76,66 @@ PRINCIPAL is a login or a numeric id. With --policy the role and scope are check
     /// Walk through the four bundled policies on a temporary key table
     #[command(after_help = "Example:\n  keyward demo")]
     Demo,
+    /// Answer forward-auth requests from nginx, Traefik or Envoy, and serve the admin API
+    #[command(
+        after_help = "Example:\n  keyward serve --db ./keys --policy app.policy --listen 127.0.0.1:9000\n\n\
+Endpoints: /auth (Traefik ForwardAuth; the policy's status and body), /auth/nginx (nginx auth_request:\n\
+401/403 only), /healthz, /metrics (Prometheus), the admin API under /keyward/v1, and with\n\
+--envoy-prefix P every request under P (Envoy ext_authz). SIGHUP or a change of the policy file\n\
+reloads it; a broken policy is refused and the old one keeps serving. SIGTERM/SIGINT stop gracefully.\n\
+Logs go to stderr (RUST_LOG, default info); they never contain a key or the Authorization header."
+    )]
+    Serve(ServeArgs),
+}
+
+/// Arguments of `keyward serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The key table directory
+    #[arg(long, value_name = "DIR")]
+    pub db: PathBuf,
+    /// A file holding the pepper, 64 hex characters (overrides KEYWARD_PEPPER)
+    #[arg(long, value_name = "FILE")]
+    pub pepper_file: Option<PathBuf>,
+    /// The policy file (with its `route` declarations)
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+    /// Address to listen on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9000")]
+    pub listen: std::net::SocketAddr,
+    /// Envoy ext_authz path prefix, e.g. /ext_authz
+    #[arg(long, value_name = "PREFIX")]
+    pub envoy_prefix: Option<String>,
+    /// Headers naming the original request's URI, in order (default X-Original-URI, X-Forwarded-Uri)
+    #[arg(long = "original-uri-header", value_name = "NAME")]
+    pub original_uri_headers: Vec<String>,
+    /// Headers naming the original request's method (default X-Original-Method, X-Forwarded-Method)
+    #[arg(long = "original-method-header", value_name = "NAME")]
+    pub original_method_headers: Vec<String>,
+    /// Let requests that match no route through unchecked (default: deny them)
+    #[arg(long)]
+    pub pass_unmatched: bool,
+    /// Where to mount the admin API
+    #[arg(long, value_name = "PREFIX", default_value = "/keyward/v1")]
+    pub admin_prefix: String,
+    /// Do not serve the admin API
+    #[arg(long)]
+    pub no_admin_api: bool,
+    /// Largest request head accepted, in bytes (larger: 431)
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Time a client gets to send its request head, in seconds (slower: 408)
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub request_timeout: u64,
+    /// Most connections served at once (more: 503)
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Worker threads (default: one per core)
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Do not log each decision
+    #[arg(long)]
+    pub no_log_decisions: bool,
 }
 
 /// Where the key table is, and its pepper; or the admin API serving it.

@@ -32,7 +32,12 @@ pub enum Create {
 
 /// Reads the pepper from `--pepper-file` or `KEYWARD_PEPPER`.
 pub fn pepper(db: &DbArgs) -> Result<Option<[u8; 32]>, CliError> {
-    let (text, from) = match &db.pepper_file {
+    pepper_from(db.pepper_file.as_deref())
+}
+
+/// Reads the pepper from a file, or `KEYWARD_PEPPER` when none is given.
+pub fn pepper_from(file: Option<&std::path::Path>) -> Result<Option<[u8; 32]>, CliError> {
+    let (text, from) = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 CliError::new(format!("cannot read pepper file `{}`: {e}", path.display()))
