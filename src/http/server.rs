@@ -183,12 +183,17 @@ pub enum ServeError {
 /// subscriber (`RUST_LOG`, default `info`) unless one is set, serves, shuts down gracefully and
 /// writes the pending last-used times. Blocking.
 pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
+    // Lines go through a background writer (never dropped: `lossy(false)` applies back-pressure
+    // instead); the guard flushes what is left when `run` returns.
+    let (writer, _flush_on_return) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(io::stderr)
+        .with_writer(writer)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .try_init();
     let mut rt = tokio::runtime::Builder::new_multi_thread();
