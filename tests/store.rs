@@ -1395,3 +1395,27 @@ fn table_is_shared_across_threads() -> TestResult {
     assert_eq!(seqs, (1..=101).collect::<Vec<_>>());
     Ok(())
 }
+
+#[test]
+fn counters_survive_a_bulk_and_reopen() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    let owner = {
+        let t = KeyTable::open(&path, StoreOptions::default())?;
+        let owner = user(&t, "a@example.org")?;
+        t.bulk(|b| {
+            for i in 0..3 {
+                b.create_key(Actor::Cli, NewKey::new(owner, format!("k{i}")))?;
+            }
+            Ok(())
+        })?;
+        owner
+    };
+    let t = KeyTable::open(&path, StoreOptions::default())?;
+    assert_eq!(t.seq(), 4);
+    let (rec, _) = t.create_key(Actor::Cli, NewKey::new(owner, "k3"))?;
+    assert_eq!(rec.id, 4);
+    assert_eq!(t.seq(), 5);
+    assert_eq!(all_audit(&t)?.len(), 5);
+    Ok(())
+}

@@ -715,6 +715,20 @@ impl Bulk<'_> {
         self.get_record(&layout::workspace(public_key))
     }
 
+    /// Writes the counters that differ from `before` (the sequence number always moves).
+    fn put_counters(batch: &mut WriteBatch, next: &Counters, before: &Counters) {
+        batch.put(layout::meta("seq"), u64_value(next.seq));
+        if next.next_principal != before.next_principal {
+            batch.put(
+                layout::meta("next_principal"),
+                u64_value(next.next_principal),
+            );
+        }
+        if next.next_key != before.next_key {
+            batch.put(layout::meta("next_key"), u64_value(next.next_key));
+        }
+    }
+
     /// Applies the mutations pending in bulk mode as one atomic batch, then bumps the sequence number and
     /// notifies subscribers for each of them in order. On failure none of them is applied and the counters
     /// go back to the last applied state.
@@ -725,7 +739,9 @@ impl Bulk<'_> {
         if p.batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(&mut p.batch);
+        let mut batch = std::mem::take(&mut p.batch);
+        // The counters are written once per applied batch, which is atomic, rather than per mutation.
+        Self::put_counters(&mut batch, &self.state, &p.applied);
         let changes = std::mem::take(&mut p.changes);
         p.overlay.clear();
         if let Err(e) = self.table.backend.apply(batch) {
@@ -765,15 +781,8 @@ impl Bulk<'_> {
         for p in entry.principals() {
             batch.put(layout::audit_by_principal(p, seq), Vec::new());
         }
-        batch.put(layout::meta("seq"), u64_value(seq));
-        if next.next_principal != self.state.next_principal {
-            batch.put(
-                layout::meta("next_principal"),
-                u64_value(next.next_principal),
-            );
-        }
-        if next.next_key != self.state.next_key {
-            batch.put(layout::meta("next_key"), u64_value(next.next_key));
+        if self.pending.is_none() {
+            Self::put_counters(&mut batch, &next, &self.state);
         }
         let change = Change {
             seq,
