@@ -968,11 +968,23 @@ fn bulk_mode_commits_everything_and_flushes_once() -> TestResult {
         }
         // The table itself refuses to be written from inside the closure.
         assert!(matches!(user(b.table(), "x"), Err(StoreError::Reentrant)));
-        // Reads see earlier writes.
-        assert_eq!(b.table().keys_of(owner)?.len(), 50);
+        // Checks inside the bulk see the mutations not yet applied.
+        assert!(matches!(
+            b.import_key(Actor::System, NewKey::new(owner, "k7"), "fresh-secret"),
+            Err(StoreError::Conflict { .. })
+        ));
+        assert!(matches!(
+            b.import_key(
+                Actor::System,
+                NewKey::new(owner, "other"),
+                &format!("{:040x}", 3)
+            ),
+            Err(StoreError::Conflict { .. })
+        ));
         Ok(ids)
     })?;
     assert_eq!(ids.len(), 50);
+    assert_eq!(t.keys_of(owner)?.len(), 50);
     assert_eq!(count.load(Ordering::SeqCst), 51);
     assert_eq!(t.seq(), 51);
     // An error inside bulk keeps what was committed before it.
@@ -984,6 +996,52 @@ fn bulk_mode_commits_everything_and_flushes_once() -> TestResult {
     assert_eq!(t.bindings_of(owner)?.len(), 1);
     // After bulk, the table is writable again.
     user(&t, "b@example.org")?;
+    Ok(())
+}
+
+#[test]
+fn large_bulk_applies_in_chunks_and_notifies_in_order() -> TestResult {
+    let t = table();
+    let seqs: Arc<Mutex<Vec<u64>>> = Arc::default();
+    {
+        let seqs = Arc::clone(&seqs);
+        t.subscribe(Box::new(move |c| {
+            if let Ok(mut s) = seqs.lock() {
+                s.push(c.seq);
+            }
+        }));
+    }
+    let owner = user(&t, "a@example.org")?;
+    // Enough keys for several applied chunks; then a failure: everything before it is kept.
+    let n = 5000u64;
+    let r = t.bulk(|b| {
+        for i in 0..n {
+            b.import_key(
+                Actor::System,
+                NewKey::new(owner, format!("k{i}")),
+                &format!("s{i:039}"),
+            )?;
+        }
+        b.import_key(Actor::System, NewKey::new(owner, "k0"), "another")
+    });
+    assert!(matches!(r, Err(StoreError::Conflict { .. })));
+    assert_eq!(t.keys_of(owner)?.len() as u64, n);
+    assert_eq!(t.seq(), n + 1);
+    let seen = seqs.lock().map_err(|_| "poisoned")?.clone();
+    assert_eq!(seen, (1..=n + 1).collect::<Vec<_>>());
+    assert!(t
+        .key_by_hash(&t.hash(&format!("s{:039}", n - 1)))?
+        .is_some());
+    // Removing a principal inside a bulk sees its pending keys.
+    let other = user(&t, "b@example.org")?;
+    t.bulk(|b| {
+        b.create_key(Actor::Cli, NewKey::new(other, "x"))?;
+        b.bind(Actor::Cli, other, "owner", "organization:1")?;
+        b.remove_principal(Actor::Cli, other)
+    })?;
+    assert!(t.principal(other)?.is_none());
+    assert!(t.list_keys()?.iter().all(|k| k.owner != other));
+    assert!(t.bindings_of(other)?.is_empty());
     Ok(())
 }
 
@@ -1335,5 +1393,29 @@ fn table_is_shared_across_threads() -> TestResult {
     assert_eq!(t.seq(), 101);
     let seqs: Vec<u64> = t.changes_since(0, 1000)?.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=101).collect::<Vec<_>>());
+    Ok(())
+}
+
+#[test]
+fn counters_survive_a_bulk_and_reopen() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    let owner = {
+        let t = KeyTable::open(&path, StoreOptions::default())?;
+        let owner = user(&t, "a@example.org")?;
+        t.bulk(|b| {
+            for i in 0..3 {
+                b.create_key(Actor::Cli, NewKey::new(owner, format!("k{i}")))?;
+            }
+            Ok(())
+        })?;
+        owner
+    };
+    let t = KeyTable::open(&path, StoreOptions::default())?;
+    assert_eq!(t.seq(), 4);
+    let (rec, _) = t.create_key(Actor::Cli, NewKey::new(owner, "k3"))?;
+    assert_eq!(rec.id, 4);
+    assert_eq!(t.seq(), 5);
+    assert_eq!(all_audit(&t)?.len(), 5);
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! in-memory sequence number and notifies subscribers, all before returning.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -261,7 +262,17 @@ impl KeyTable {
             table: self,
             state,
             durable: true,
+            pending: None,
         })
+    }
+
+    /// Bumps the sequence number to the change's, then calls every subscriber with it.
+    fn publish(&self, change: &Change) {
+        self.seq.store(change.seq, Ordering::Release);
+        let subs = self.subscribers.read().clone();
+        for s in subs.iter() {
+            s(change);
+        }
     }
 
     fn write<R>(&self, f: impl FnOnce(&mut Bulk<'_>) -> Result<R>) -> Result<R> {
@@ -269,17 +280,29 @@ impl KeyTable {
         f(&mut w)
     }
 
-    /// Runs several mutations under one writer lock without flushing each: one flush happens at the end
-    /// (even if `f` fails, so that what was committed is durable). Subscribers are notified per mutation.
+    /// Runs many mutations under one writer lock, fast: mutations are checked one by one against everything
+    /// committed before them (through the handle), but applied to the backend in large atomic batches (every
+    /// few thousand operations and when `f` returns, even if it fails, so that whatever `f` committed is kept)
+    /// and flushed once at the end. Each mutation still lands whole or not at all. Subscribers are notified
+    /// per mutation, after the batch holding it is applied, with [`KeyTable::seq`] bumped before each call.
+    ///
     /// Inside `f`, mutate through the [`Bulk`] handle; calling a mutating method of the table itself returns
-    /// [`StoreError::Reentrant`]. Reads on the table are fine.
+    /// [`StoreError::Reentrant`]. Reads on the table are fine but see pending mutations only once applied.
     pub fn bulk<R>(&self, f: impl FnOnce(&mut Bulk<'_>) -> Result<R>) -> Result<R> {
         let mut w = self.lock()?;
         w.durable = false;
+        w.pending = Some(Pending {
+            batch: WriteBatch::new(),
+            overlay: HashMap::new(),
+            changes: Vec::new(),
+            applied: *w.state,
+        });
         let result = f(&mut w);
+        let applied = w.apply_pending();
         let flushed = self.backend.flush();
         drop(w);
         let value = result?;
+        applied?;
         flushed?;
         Ok(value)
     }
@@ -357,11 +380,6 @@ impl KeyTable {
     /// The key with this id.
     pub fn key(&self, id: KeyId) -> Result<Option<KeyRecord>> {
         self.get_record(&layout::key(id))
-    }
-
-    fn require_key(&self, id: KeyId) -> Result<KeyRecord> {
-        self.key(id)?
-            .ok_or_else(|| StoreError::not_found("key", id))
     }
 
     /// The key with this hash: one index read and one record read. The engine's cache-miss path.
@@ -608,7 +626,21 @@ pub struct Bulk<'a> {
     table: &'a KeyTable,
     state: MutexGuard<'a, Counters>,
     durable: bool,
+    pending: Option<Pending>,
 }
+
+/// Mutations committed in bulk mode but not yet applied to the backend.
+struct Pending {
+    batch: WriteBatch,
+    overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    changes: Vec<Change>,
+    /// The counters as of the last applied batch.
+    applied: Counters,
+}
+
+/// In bulk mode, pending mutations are applied once they hold this many operations. sled 0.34 writes out
+/// its i/o buffer for every batch, so few large batches import far faster than one batch per mutation.
+const BULK_APPLY_OPS: usize = 16 * 1024;
 
 impl fmt::Debug for Bulk<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -635,9 +667,92 @@ struct Stale {
 }
 
 impl Bulk<'_> {
-    /// The table being written.
+    /// The table being written. In bulk mode, reads through it see this handle's mutations only once they
+    /// are applied (every few thousand operations, and when the closure returns).
     pub fn table(&self) -> &KeyTable {
         self.table
+    }
+
+    /// Reads a value, seeing mutations still pending in bulk mode.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(p) = &self.pending {
+            if let Some(v) = p.overlay.get(key) {
+                return Ok(v.clone());
+            }
+        }
+        self.table.backend.get(key)
+    }
+
+    fn get_record<T: Record>(&self, key: &[u8]) -> Result<Option<T>> {
+        match self.get(key)? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn get_id(&self, what: &'static str, key: &[u8]) -> Result<Option<u64>> {
+        match self.get(key)? {
+            Some(bytes) => layout::exact_u64(what, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn key(&self, id: KeyId) -> Result<Option<KeyRecord>> {
+        self.get_record(&layout::key(id))
+    }
+
+    fn require_key(&self, id: KeyId) -> Result<KeyRecord> {
+        self.key(id)?
+            .ok_or_else(|| StoreError::not_found("key", id))
+    }
+
+    fn require_principal(&self, id: PrincipalId) -> Result<Principal> {
+        self.get_record(&layout::principal(id))?
+            .ok_or_else(|| StoreError::not_found("principal", id))
+    }
+
+    fn workspace(&self, public_key: &str) -> Result<Option<Workspace>> {
+        self.get_record(&layout::workspace(public_key))
+    }
+
+    /// Writes the counters that differ from `before` (the sequence number always moves).
+    fn put_counters(batch: &mut WriteBatch, next: &Counters, before: &Counters) {
+        batch.put(layout::meta("seq"), u64_value(next.seq));
+        if next.next_principal != before.next_principal {
+            batch.put(
+                layout::meta("next_principal"),
+                u64_value(next.next_principal),
+            );
+        }
+        if next.next_key != before.next_key {
+            batch.put(layout::meta("next_key"), u64_value(next.next_key));
+        }
+    }
+
+    /// Applies the mutations pending in bulk mode as one atomic batch, then bumps the sequence number and
+    /// notifies subscribers for each of them in order. On failure none of them is applied and the counters
+    /// go back to the last applied state.
+    fn apply_pending(&mut self) -> Result<()> {
+        let Some(p) = self.pending.as_mut() else {
+            return Ok(());
+        };
+        if p.batch.is_empty() {
+            return Ok(());
+        }
+        let mut batch = std::mem::take(&mut p.batch);
+        // The counters are written once per applied batch, which is atomic, rather than per mutation.
+        Self::put_counters(&mut batch, &self.state, &p.applied);
+        let changes = std::mem::take(&mut p.changes);
+        p.overlay.clear();
+        if let Err(e) = self.table.backend.apply(batch) {
+            *self.state = p.applied;
+            return Err(e);
+        }
+        p.applied = *self.state;
+        for change in changes {
+            self.table.publish(&change);
+        }
+        Ok(())
     }
 
     /// Adds the audit entry and counters to `batch`, applies it, flushes it unless in bulk mode, bumps the
@@ -666,15 +781,26 @@ impl Bulk<'_> {
         for p in entry.principals() {
             batch.put(layout::audit_by_principal(p, seq), Vec::new());
         }
-        batch.put(layout::meta("seq"), u64_value(seq));
-        if next.next_principal != self.state.next_principal {
-            batch.put(
-                layout::meta("next_principal"),
-                u64_value(next.next_principal),
-            );
+        if self.pending.is_none() {
+            Self::put_counters(&mut batch, &next, &self.state);
         }
-        if next.next_key != self.state.next_key {
-            batch.put(layout::meta("next_key"), u64_value(next.next_key));
+        let change = Change {
+            seq,
+            keys: stale.keys,
+            principals: stale.principals,
+            workspaces: stale.workspaces,
+        };
+        if let Some(p) = self.pending.as_mut() {
+            for (k, v) in batch.iter() {
+                p.overlay.insert(k.to_vec(), v.map(<[u8]>::to_vec));
+            }
+            p.batch.append(batch);
+            p.changes.push(change);
+            *self.state = next;
+            if p.batch.len() >= BULK_APPLY_OPS {
+                self.apply_pending()?;
+            }
+            return Ok(seq);
         }
         t.backend.apply(batch)?;
         // INVARIANT: from here on the mutation is visible to readers, so the sequence number must move and
@@ -685,17 +811,7 @@ impl Bulk<'_> {
         } else {
             Ok(())
         };
-        t.seq.store(seq, Ordering::Release);
-        let change = Change {
-            seq,
-            keys: stale.keys,
-            principals: stale.principals,
-            workspaces: stale.workspaces,
-        };
-        let subs = t.subscribers.read().clone();
-        for s in subs.iter() {
-            s(&change);
-        }
+        t.publish(&change);
         flushed?;
         Ok(seq)
     }
@@ -704,11 +820,10 @@ impl Bulk<'_> {
 
     /// Adds a principal; see [`KeyTable::add_principal`].
     pub fn add_principal(&mut self, actor: Actor, new: NewPrincipal) -> Result<Principal> {
-        let t = self.table;
         validate::login(&new.login)?;
         let lower = validate::login_key(&new.login);
         let login_key = layout::login(&lower);
-        if t.backend.get(&login_key)?.is_some() {
+        if self.get(&login_key)?.is_some() {
             return Err(StoreError::conflict(format!(
                 "login `{}` is taken",
                 super::error::truncate(&new.login)
@@ -716,7 +831,7 @@ impl Bulk<'_> {
         }
         if let Some(ws) = &new.default_workspace {
             validate::workspace_key(ws)?;
-            if t.workspace(ws)?.is_none() {
+            if self.workspace(ws)?.is_none() {
                 return Err(StoreError::not_found("workspace", ws));
             }
         }
@@ -754,11 +869,10 @@ impl Bulk<'_> {
         id: PrincipalId,
         workspace: Option<String>,
     ) -> Result<Principal> {
-        let t = self.table;
-        let mut principal = t.require_principal(id)?;
+        let mut principal = self.require_principal(id)?;
         if let Some(ws) = &workspace {
             validate::workspace_key(ws)?;
-            if t.workspace(ws)?.is_none() {
+            if self.workspace(ws)?.is_none() {
                 return Err(StoreError::not_found("workspace", ws));
             }
         }
@@ -785,8 +899,10 @@ impl Bulk<'_> {
 
     /// Removes a principal with its keys and bindings; see [`KeyTable::remove_principal`].
     pub fn remove_principal(&mut self, actor: Actor, id: PrincipalId) -> Result<Principal> {
+        // The scans below read the backend directly.
+        self.apply_pending()?;
         let t = self.table;
-        let principal = t.require_principal(id)?;
+        let principal = self.require_principal(id)?;
         for ws in t.list_workspaces()? {
             if ws.company == Some(id) {
                 return Err(StoreError::conflict(format!(
@@ -802,7 +918,7 @@ impl Bulk<'_> {
         };
         let mut keys = Vec::new();
         for key_id in t.owned_key_ids(id)? {
-            if let Some(rec) = t.key(key_id)? {
+            if let Some(rec) = self.key(key_id)? {
                 self.delete_key_entries(&mut batch, &rec)?;
                 stale.keys.push(rec.hash);
             } else {
@@ -832,7 +948,6 @@ impl Bulk<'_> {
     // ----- keys -----
 
     fn check_new_key(&self, new: &NewKey) -> Result<()> {
-        let t = self.table;
         validate::name("key name", &new.name)?;
         if let Some(scope) = &new.scope {
             validate::scope(scope)?;
@@ -848,15 +963,13 @@ impl Bulk<'_> {
                 });
             }
         }
-        t.require_principal(new.owner)?;
+        self.require_principal(new.owner)?;
         self.check_name_free(new.owner, &new.name, None)
     }
 
     /// Fails if `owner` has a current key named `name` other than `except`.
     fn check_name_free(&self, owner: PrincipalId, name: &str, except: Option<KeyId>) -> Result<()> {
-        let existing = self
-            .table
-            .get_id("key name index entry", &layout::key_name(owner, name))?;
+        let existing = self.get_id("key name index entry", &layout::key_name(owner, name))?;
         match existing {
             Some(other) if Some(other) != except => Err(StoreError::conflict(format!(
                 "principal {owner} already has a key named `{}`",
@@ -867,12 +980,7 @@ impl Bulk<'_> {
     }
 
     fn check_hash_free(&self, hash: &KeyHash) -> Result<()> {
-        if self
-            .table
-            .backend
-            .get(&layout::key_by_hash(hash))?
-            .is_some()
-        {
+        if self.get(&layout::key_by_hash(hash))?.is_some() {
             return Err(StoreError::conflict(
                 "a key with the same secret already exists",
             ));
@@ -882,15 +990,14 @@ impl Bulk<'_> {
 
     /// Deletes a key record and its index entries (the name index only if it points to this key).
     fn delete_key_entries(&self, batch: &mut WriteBatch, rec: &KeyRecord) -> Result<()> {
-        let t = self.table;
         batch.delete(layout::key(rec.id).to_vec());
         batch.delete(layout::key_by_owner(rec.owner, rec.id));
         let by_hash = layout::key_by_hash(&rec.hash);
-        if t.get_id("key hash index entry", &by_hash)? == Some(rec.id) {
+        if self.get_id("key hash index entry", &by_hash)? == Some(rec.id) {
             batch.delete(by_hash.to_vec());
         }
         let name = layout::key_name(rec.owner, &rec.name);
-        if t.get_id("key name index entry", &name)? == Some(rec.id) {
+        if self.get_id("key name index entry", &name)? == Some(rec.id) {
             batch.delete(name);
         }
         Ok(())
@@ -983,16 +1090,15 @@ impl Bulk<'_> {
 
     /// Renames a key; see [`KeyTable::rename_key`].
     pub fn rename_key(&mut self, actor: Actor, id: KeyId, name: &str) -> Result<KeyRecord> {
-        let t = self.table;
         validate::name("key name", name)?;
-        let mut rec = t.require_key(id)?;
+        let mut rec = self.require_key(id)?;
         if rec.name == name {
             return Ok(rec);
         }
         self.check_name_free(rec.owner, name, Some(id))?;
         let mut batch = WriteBatch::new();
         let old_index = layout::key_name(rec.owner, &rec.name);
-        if t.get_id("key name index entry", &old_index)? == Some(id) {
+        if self.get_id("key name index entry", &old_index)? == Some(id) {
             batch.delete(old_index);
         }
         batch.put(layout::key_name(rec.owner, name), u64_value(id));
@@ -1028,7 +1134,7 @@ impl Bulk<'_> {
 
     /// Activates or deactivates a key; see [`KeyTable::set_key_active`].
     pub fn set_key_active(&mut self, actor: Actor, id: KeyId, active: bool) -> Result<KeyRecord> {
-        let mut rec = self.table.require_key(id)?;
+        let mut rec = self.require_key(id)?;
         if rec.active == active {
             return Ok(rec);
         }
@@ -1050,7 +1156,7 @@ impl Bulk<'_> {
         id: KeyId,
         expires_at: Option<u64>,
     ) -> Result<KeyRecord> {
-        let mut rec = self.table.require_key(id)?;
+        let mut rec = self.require_key(id)?;
         if rec.expires_at == expires_at {
             return Ok(rec);
         }
@@ -1066,7 +1172,7 @@ impl Bulk<'_> {
 
     /// Deletes a key; see [`KeyTable::delete_key`].
     pub fn delete_key(&mut self, actor: Actor, id: KeyId) -> Result<KeyRecord> {
-        let rec = self.table.require_key(id)?;
+        let rec = self.require_key(id)?;
         let mut batch = WriteBatch::new();
         self.delete_key_entries(&mut batch, &rec)?;
         let op = Op::KeyDeleted {
@@ -1128,8 +1234,7 @@ impl Bulk<'_> {
         id: KeyId,
         old_valid_until: u64,
     ) -> Result<(KeyRecord, Secret)> {
-        let t = self.table;
-        let mut old = t.require_key(id)?;
+        let mut old = self.require_key(id)?;
         Self::require_current(&old)?;
         let (secret, hash) = self.generate()?;
         let mut next = *self.state;
@@ -1161,8 +1266,7 @@ impl Bulk<'_> {
     /// the new one, which copies every setting (name, permissions, scope, read-only flag, kind, active flag,
     /// expiry). A key already rotated away cannot be regenerated ([`StoreError::Conflict`]).
     pub fn regenerate_key(&mut self, actor: Actor, id: KeyId) -> Result<(KeyRecord, Secret)> {
-        let t = self.table;
-        let old = t.require_key(id)?;
+        let old = self.require_key(id)?;
         Self::require_current(&old)?;
         let (secret, hash) = self.generate()?;
         let mut next = *self.state;
@@ -1194,12 +1298,11 @@ impl Bulk<'_> {
         role: &str,
         scope: &str,
     ) -> Result<Binding> {
-        let t = self.table;
         validate::role(role)?;
         validate::scope(scope)?;
-        t.require_principal(principal)?;
+        self.require_principal(principal)?;
         let key = layout::binding(principal, role, scope);
-        if t.backend.get(&key)?.is_some() {
+        if self.get(&key)?.is_some() {
             return Err(StoreError::conflict(format!(
                 "principal {principal} already has role `{role}` at `{scope}`"
             )));
@@ -1233,11 +1336,10 @@ impl Bulk<'_> {
         role: &str,
         scope: &str,
     ) -> Result<Binding> {
-        let t = self.table;
         validate::role(role)?;
         validate::scope(scope)?;
         let key = layout::binding(principal, role, scope);
-        let binding: Binding = t.get_record(&key)?.ok_or_else(|| {
+        let binding: Binding = self.get_record(&key)?.ok_or_else(|| {
             StoreError::not_found(
                 "binding",
                 format!("role `{role}` at `{scope}` of principal {principal}"),
@@ -1263,15 +1365,14 @@ impl Bulk<'_> {
 
     /// Adds a workspace; see [`KeyTable::add_workspace`].
     pub fn add_workspace(&mut self, actor: Actor, workspace: Workspace) -> Result<Workspace> {
-        let t = self.table;
         validate::workspace_key(&workspace.public_key)?;
         validate::name("workspace name", &workspace.name)?;
         validate::scope(&workspace.scope)?;
         if let Some(company) = workspace.company {
-            t.require_principal(company)?;
+            self.require_principal(company)?;
         }
         let key = layout::workspace(&workspace.public_key);
-        if t.backend.get(&key)?.is_some() {
+        if self.get(&key)?.is_some() {
             return Err(StoreError::conflict(format!(
                 "workspace `{}` exists",
                 workspace.public_key
@@ -1296,6 +1397,8 @@ impl Bulk<'_> {
     /// Removes a workspace; see [`KeyTable::remove_workspace`]. Scans the principals to keep default
     /// workspaces valid.
     pub fn remove_workspace(&mut self, actor: Actor, public_key: &str) -> Result<Workspace> {
+        // The scan below reads the backend directly.
+        self.apply_pending()?;
         let t = self.table;
         let key = layout::workspace(public_key);
         let workspace: Workspace = t
