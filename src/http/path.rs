@@ -144,7 +144,11 @@ mod tests {
             ("/api/%ff", Err(PathError::NotUtf8)),
         ];
         for (raw, want) in rows {
-            assert_eq!(normalize(raw).as_deref(), want.as_ref().map(|s| *s).map_err(Clone::clone), "{raw}");
+            assert_eq!(
+                normalize(raw).as_deref(),
+                want.as_ref().map(|s| *s).map_err(Clone::clone),
+                "{raw}"
+            );
         }
         assert_eq!(normalize(&"/a".repeat(3000)), Err(PathError::TooLong));
     }

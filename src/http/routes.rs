@@ -106,7 +106,12 @@ impl RouteTable {
     }
 
     /// The action and resource for a request, or why there is none.
-    pub fn resolve(&self, method: &Method, path: &str, query: Option<&str>) -> Result<Target, RouteMiss> {
+    pub fn resolve(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<Target, RouteMiss> {
         let path = normalize(path).map_err(RouteMiss::InvalidPath)?;
         let found = self
             .by_method
@@ -146,7 +151,8 @@ impl RouteTable {
 fn push_value(out: &mut String, name: &str, v: &str) -> Result<(), RouteMiss> {
     if v.is_empty()
         || v.len() > 256
-        || v.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+        || v.chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
     {
         return Err(RouteMiss::BadParameter(name.to_string()));
     }

@@ -811,7 +811,9 @@ fn parse_path_template(path: &str) -> Result<Vec<PathSeg>, String> {
                 None => (false, inner),
             };
             if !valid_ident(name) {
-                return Err(format!("`{{{inner}}}` is not a parameter: use `{{name}}` or `{{*name}}`"));
+                return Err(format!(
+                    "`{{{inner}}}` is not a parameter: use `{{name}}` or `{{*name}}`"
+                ));
             }
             if catch_all && i + 1 != parts.len() {
                 return Err(format!("`{{*{name}}}` must be the last segment"));
@@ -821,8 +823,12 @@ fn parse_path_template(path: &str) -> Result<Vec<PathSeg>, String> {
             } else {
                 PathSeg::Param(name.to_string())
             });
-        } else if part.contains(['{', '}', '%', '\\', '?', '#']) || part.chars().any(char::is_whitespace) {
-            return Err(format!("`{part}` is not a path segment: a parameter is a whole segment, `{{name}}`"));
+        } else if part.contains(['{', '}', '%', '\\', '?', '#'])
+            || part.chars().any(char::is_whitespace)
+        {
+            return Err(format!(
+                "`{part}` is not a path segment: a parameter is a whole segment, `{{name}}`"
+            ));
         } else {
             segs.push(PathSeg::Static((*part).to_string()));
         }
@@ -861,7 +867,9 @@ fn parse_template(t: &str) -> Result<Vec<TemplatePart>, String> {
                     None => (false, inner),
                 };
                 if !valid_ident(name) {
-                    return Err(format!("`{{{inner}}}` is not a placeholder: use `{{name}}` or `{{?name}}`"));
+                    return Err(format!(
+                        "`{{{inner}}}` is not a placeholder: use `{{name}}` or `{{?name}}`"
+                    ));
                 }
                 parts.push(if query {
                     TemplatePart::Query(name.to_string())
@@ -888,7 +896,8 @@ fn parse_template(t: &str) -> Result<Vec<TemplatePart>, String> {
 
 fn valid_ident(s: &str) -> bool {
     let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
         && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
@@ -902,14 +911,20 @@ impl Checker<'_> {
             } else if METHODS.contains(&r.method.text.as_str()) {
                 Some(r.method.text.clone())
             } else {
-                self.error(format!("unknown HTTP method `{}`", r.method.text), r.method.span.clone());
+                self.error(
+                    format!("unknown HTTP method `{}`", r.method.text),
+                    r.method.span.clone(),
+                );
                 self.help("use GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or `*` for any");
                 continue;
             };
             let segs = match parse_path_template(&r.path.text) {
                 Ok(s) => s,
                 Err(why) => {
-                    self.error(format!("invalid route path `{}`", r.path.text), r.path.span.clone());
+                    self.error(
+                        format!("invalid route path `{}`", r.path.text),
+                        r.path.span.clone(),
+                    );
                     self.help(why);
                     continue;
                 }
@@ -918,7 +933,10 @@ impl Checker<'_> {
             for s in &segs {
                 if let PathSeg::Param(n) | PathSeg::CatchAll(n) = s {
                     if params.contains(&n.as_str()) {
-                        self.error(format!("path parameter `{n}` appears twice"), r.path.span.clone());
+                        self.error(
+                            format!("path parameter `{n}` appears twice"),
+                            r.path.span.clone(),
+                        );
                     }
                     params.push(n);
                 }
@@ -933,7 +951,10 @@ impl Checker<'_> {
             let template = match parse_template(&r.resource.text) {
                 Ok(t) => t,
                 Err(why) => {
-                    self.error(format!("invalid resource template `{}`", r.resource.text), r.resource.span.clone());
+                    self.error(
+                        format!("invalid resource template `{}`", r.resource.text),
+                        r.resource.span.clone(),
+                    );
                     self.help(why);
                     continue;
                 }
@@ -941,10 +962,15 @@ impl Checker<'_> {
             let mut ok = true;
             for part in &template {
                 if let TemplatePart::Path(n) = part {
-                    let catch_all = segs.iter().any(|s| matches!(s, PathSeg::CatchAll(c) if c == n));
+                    let catch_all = segs
+                        .iter()
+                        .any(|s| matches!(s, PathSeg::CatchAll(c) if c == n));
                     if !params.contains(&n.as_str()) {
                         self.error(
-                            format!("placeholder `{{{n}}}` is not bound by the route's path `{}`", r.path.text),
+                            format!(
+                                "placeholder `{{{n}}}` is not bound by the route's path `{}`",
+                                r.path.text
+                            ),
                             r.resource.span.clone(),
                         );
                         self.help(format!("add `{{{n}}}` to the path, or take it from the query string with `{{?{n}}}`"));
@@ -966,12 +992,21 @@ impl Checker<'_> {
             }) {
                 let first = first.clone();
                 let start = first.start.min(self.text.len());
-                let line = self.text.get(..start).map_or(0, |t| t.matches('\n').count()) + 1;
+                let line = self
+                    .text
+                    .get(..start)
+                    .map_or(0, |t| t.matches('\n').count())
+                    + 1;
                 self.error(
-                    format!("route `{} {}` matches the same requests as the route on line {line}", r.method.text, r.path.text),
+                    format!(
+                        "route `{} {}` matches the same requests as the route on line {line}",
+                        r.method.text, r.path.text
+                    ),
                     r.path.span.clone(),
                 );
-                self.help("every request must match at most one route: make the paths or methods differ");
+                self.help(
+                    "every request must match at most one route: make the paths or methods differ",
+                );
                 ok = false;
             }
             seen.push((method.clone(), segs, r.path.span.clone()));
@@ -1002,21 +1037,45 @@ impl Checker<'_> {
         let mut prev: Option<KindId> = None;
         for (i, seg) in sample.split('/').enumerate() {
             let Some((kind, id)) = seg.split_once(':') else {
-                self.error(format!("segment {} of resource template `{}` is not `kind:id`", i + 1, at.text), at.span.clone());
+                self.error(
+                    format!(
+                        "segment {} of resource template `{}` is not `kind:id`",
+                        i + 1,
+                        at.text
+                    ),
+                    at.span.clone(),
+                );
                 return false;
             };
             if id.is_empty() || id.contains(':') {
-                self.error(format!("segment {} of resource template `{}` has no id", i + 1, at.text), at.span.clone());
+                self.error(
+                    format!(
+                        "segment {} of resource template `{}` has no id",
+                        i + 1,
+                        at.text
+                    ),
+                    at.span.clone(),
+                );
                 return false;
             }
             let Some(&k) = self.kind_ids.get(kind) else {
-                self.error(format!("unknown scope kind `{kind}` in resource template `{}`", at.text), at.span.clone());
+                self.error(
+                    format!(
+                        "unknown scope kind `{kind}` in resource template `{}`",
+                        at.text
+                    ),
+                    at.span.clone(),
+                );
                 return false;
             };
             if let Some(p) = prev {
                 if self.model.kinds[usize::from(k)].parent != Some(p) {
                     self.error(
-                        format!("`{kind}` does not lie directly beneath `{}` in resource template `{}`", self.model.kinds[usize::from(p)].name, at.text),
+                        format!(
+                            "`{kind}` does not lie directly beneath `{}` in resource template `{}`",
+                            self.model.kinds[usize::from(p)].name,
+                            at.text
+                        ),
                         at.span.clone(),
                     );
                     return false;

@@ -704,7 +704,13 @@ fn route_decl(i: In<'_>) -> PResult<'_, Item> {
         if after.fragment().starts_with('*') {
             let span = span_of(&after, 1);
             let (rest, _) = char('*').parse(after)?;
-            (rest, Name { text: "*".to_string(), span })
+            (
+                rest,
+                Name {
+                    text: "*".to_string(),
+                    span,
+                },
+            )
         } else {
             must(ident(i, "an HTTP method such as `GET`, or `*`"))?
         }
@@ -712,8 +718,15 @@ fn route_decl(i: In<'_>) -> PResult<'_, Item> {
     let (i, path) = must(string(i, "the path in quotes, e.g. `\"/api/orgs/{org}\"`"))?;
     let (i, _) = must(expected(ws(i)?.0, "`=>`", tag("=>").parse(ws(i)?.0)))?;
     let (i, action) = must(ident(i, "an action name"))?;
-    let (i, _) = must(expected(ws(i)?.0, "`on` and the resource in quotes", kw(i, "on")))?;
-    let (i, resource) = must(string(i, "the resource in quotes, e.g. `\"organization:{org}\"`"))?;
+    let (i, _) = must(expected(
+        ws(i)?.0,
+        "`on` and the resource in quotes",
+        kw(i, "on"),
+    ))?;
+    let (i, resource) = must(string(
+        i,
+        "the resource in quotes, e.g. `\"organization:{org}\"`",
+    ))?;
     let (i, ()) = semi(i)?;
     Ok((
         i,
