@@ -189,6 +189,7 @@ fn pepper_applies_to_the_table() -> TestResult {
     let t = KeyTable::temporary(StoreOptions {
         pepper: Some([9; 32]),
         key_format: KeyFormat::default(),
+        ..StoreOptions::default()
     })?;
     let owner = user(&t, "a@example.org")?;
     let rec = t.import_key(Actor::Cli, NewKey::new(owner, "k"), SEED_KEY)?;
@@ -1417,5 +1418,192 @@ fn counters_survive_a_bulk_and_reopen() -> TestResult {
     assert_eq!(rec.id, 4);
     assert_eq!(t.seq(), 5);
     assert_eq!(all_audit(&t)?.len(), 5);
+    Ok(())
+}
+
+// ----- import_keys: many keys, one mutation -----
+
+#[test]
+fn import_keys_is_one_audited_mutation_naming_every_key() -> TestResult {
+    let t = table();
+    let changes: Arc<Mutex<Vec<keyward::store::Change>>> = Arc::default();
+    {
+        let changes = Arc::clone(&changes);
+        t.subscribe(Box::new(move |c| {
+            if let Ok(mut v) = changes.lock() {
+                v.push(c.clone());
+            }
+        }));
+    }
+    let a = user(&t, "a@example.org")?;
+    let b = user(&t, "b@example.org")?;
+    let before = t.seq();
+    let keys: Vec<(NewKey, String)> = (0..300u64)
+        .map(|i| {
+            let owner = if i % 3 == 0 { b } else { a };
+            (NewKey::new(owner, format!("k{i}")), format!("{i:040x}"))
+        })
+        .collect();
+    let recs = t.import_keys(Actor::Cli, keys)?;
+    assert_eq!(recs.len(), 300);
+    assert_eq!(t.seq(), before + 1);
+    let first = recs.first().ok_or("no record")?.id;
+    let last = recs.last().ok_or("no record")?.id;
+    assert_eq!(last - first, 299);
+    for (i, r) in recs.iter().enumerate() {
+        assert!(r.imported);
+        assert_eq!(r.id, first + i as u64);
+        assert_eq!(r.name, format!("k{i}"));
+        assert_eq!(
+            t.key_by_hash(&t.hash(&format!("{i:040x}")))?.as_ref(),
+            Some(r)
+        );
+        assert_eq!(t.key(r.id)?.as_ref(), Some(r));
+    }
+    assert_eq!(t.keys_of(a)?.len(), 200);
+    assert_eq!(t.keys_of(b)?.len(), 100);
+    // One audit entry with the id range and both owners, found under each owner.
+    let log = all_audit(&t)?;
+    let newest = log.first().ok_or("empty audit log")?;
+    assert_eq!(newest.seq, before + 1);
+    assert_eq!(
+        newest.op,
+        Op::KeysImported {
+            first,
+            last,
+            owners: vec![a, b]
+        }
+    );
+    for p in [a, b] {
+        let mine = t.audit(AuditQuery {
+            principal: Some(p),
+            limit: 1,
+            before: None,
+        })?;
+        assert_eq!(mine.first().map(|e| e.seq), Some(before + 1));
+    }
+    assert_eq!(t.changes_since(before, 10)?.len(), 1);
+    // One change naming every key hash.
+    let seen = changes.lock().map_err(|_| "poisoned")?.clone();
+    let change = seen.last().ok_or("no change")?;
+    assert_eq!(change.seq, before + 1);
+    assert_eq!(change.keys.len(), 300);
+    assert!(recs.iter().zip(&change.keys).all(|(r, h)| r.hash == *h));
+    // Single-key mutations go on after it.
+    let (next, _) = t.create_key(Actor::Cli, NewKey::new(a, "after"))?;
+    assert_eq!(next.id, last + 1);
+    assert_eq!(t.seq(), before + 2);
+    Ok(())
+}
+
+#[test]
+fn import_keys_writes_nothing_when_any_key_fails() -> TestResult {
+    let t = table();
+    let a = user(&t, "a@example.org")?;
+    t.import_key(Actor::Cli, NewKey::new(a, "taken"), SEED_KEY)?;
+    let seq = t.seq();
+    let ok = |i: u64| (NewKey::new(a, format!("k{i}")), format!("{i:040x}"));
+    let cases: Vec<(&str, Vec<(NewKey, String)>)> = vec![
+        (
+            "secret already stored",
+            vec![ok(1), (NewKey::new(a, "x"), SEED_KEY.to_owned())],
+        ),
+        (
+            "secret twice in the call",
+            vec![ok(1), (NewKey::new(a, "x"), format!("{:040x}", 1))],
+        ),
+        (
+            "name already stored",
+            vec![ok(1), (NewKey::new(a, "taken"), "fresh".to_owned())],
+        ),
+        (
+            "name twice in the call",
+            vec![ok(1), (NewKey::new(a, "k1"), "fresh".to_owned())],
+        ),
+        (
+            "unknown owner",
+            vec![ok(1), (NewKey::new(999, "x"), "fresh".to_owned())],
+        ),
+        (
+            "bad name",
+            vec![ok(1), (NewKey::new(a, ""), "fresh".to_owned())],
+        ),
+        (
+            "bad secret",
+            vec![ok(1), (NewKey::new(a, "x"), "".to_owned())],
+        ),
+    ];
+    for (what, keys) in cases {
+        let r = t.import_keys(Actor::Cli, keys);
+        assert!(r.is_err(), "{what}: accepted");
+        assert_eq!(t.seq(), seq, "{what}: a mutation was committed");
+        assert_eq!(t.keys_of(a)?.len(), 1, "{what}: keys were written");
+        assert!(
+            t.key_by_hash(&t.hash(&format!("{:040x}", 1)))?.is_none(),
+            "{what}"
+        );
+    }
+    assert!(t.import_keys::<String>(Actor::Cli, Vec::new())?.is_empty());
+    assert_eq!(t.seq(), seq);
+    Ok(())
+}
+
+#[test]
+fn import_keys_inside_bulk_sees_pending_mutations_and_survives_reopen() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    let (a, first) = {
+        let t = KeyTable::open(&path, StoreOptions::default())?;
+        let a = user(&t, "a@example.org")?;
+        let first = t.bulk(|b| {
+            b.import_key(Actor::Cli, NewKey::new(a, "pending"), SEED_KEY)?;
+            // The pending key's secret and name are both seen by import_keys.
+            let dup = b.import_keys(Actor::Cli, vec![(NewKey::new(a, "x"), SEED_KEY)]);
+            assert!(matches!(dup, Err(StoreError::Conflict { .. })));
+            let dup = b.import_keys(Actor::Cli, vec![(NewKey::new(a, "pending"), "fresh")]);
+            assert!(matches!(dup, Err(StoreError::Conflict { .. })));
+            let recs = b.import_keys(
+                Actor::Cli,
+                (0..20u64)
+                    .map(|i| (NewKey::new(a, format!("k{i}")), format!("{i:040x}")))
+                    .collect(),
+            )?;
+            // A single-key import after it sees it too.
+            let dup = b.import_key(Actor::Cli, NewKey::new(a, "k3"), "other");
+            assert!(matches!(dup, Err(StoreError::Conflict { .. })));
+            b.import_key(Actor::Cli, NewKey::new(a, "later"), SEATS_KEY)?;
+            Ok(recs.first().map(|r| r.id).unwrap_or(0))
+        })?;
+        assert_eq!(t.seq(), 4);
+        (a, first)
+    };
+    let t = KeyTable::open(&path, StoreOptions::default())?;
+    assert_eq!(t.seq(), 4);
+    assert_eq!(t.keys_of(a)?.len(), 22);
+    assert_eq!(
+        t.key_by_hash(&t.hash(&format!("{:040x}", 19)))?
+            .map(|r| r.id),
+        Some(first + 19)
+    );
+    assert!(t.key_by_hash(&t.hash(SEATS_KEY))?.is_some());
+    let (next, _) = t.create_key(Actor::Cli, NewKey::new(a, "new"))?;
+    assert_eq!(next.id, first + 21);
+    Ok(())
+}
+
+#[test]
+fn cache_capacity_is_an_option() -> TestResult {
+    let options = StoreOptions {
+        cache_capacity: 8 * 1024 * 1024,
+        ..StoreOptions::default()
+    };
+    assert_eq!(
+        StoreOptions::default().cache_capacity,
+        keyward::store::DEFAULT_CACHE_CAPACITY
+    );
+    let t = KeyTable::temporary(options)?;
+    let a = user(&t, "a@example.org")?;
+    t.import_keys(Actor::Cli, vec![(NewKey::new(a, "k"), SEED_KEY)])?;
+    assert!(t.key_by_hash(&t.hash(SEED_KEY))?.is_some());
     Ok(())
 }

@@ -148,7 +148,8 @@ impl SledBackend {
     /// every later open fail. Such a file was never renamed; the older snapshot and the log hold everything.
     ///
     /// Refuses a path that is a file, or a non-empty directory that does not hold a sled database.
-    pub fn open(dir: &Path) -> Result<SledBackend> {
+    /// `cache_capacity` bounds sled's page cache, in bytes.
+    pub fn open(dir: &Path, cache_capacity: u64) -> Result<SledBackend> {
         let path = dir.to_path_buf();
         match std::fs::metadata(dir) {
             Ok(meta) if !meta.is_dir() => {
@@ -166,7 +167,7 @@ impl SledBackend {
                 })
             }
         }
-        let config = sled::Config::new().path(dir);
+        let config = sled::Config::new().path(dir).cache_capacity(cache_capacity);
         let mut attempts = 0;
         let opened = loop {
             let opened = catch_unwind(AssertUnwindSafe(|| config.open()));
@@ -206,9 +207,10 @@ impl SledBackend {
     }
 
     /// A database in a temporary location, removed when dropped.
-    pub fn temporary() -> Result<SledBackend> {
+    pub fn temporary(cache_capacity: u64) -> Result<SledBackend> {
         let db = sled::Config::new()
             .temporary(true)
+            .cache_capacity(cache_capacity)
             .open()
             .map_err(|e| sled_error("creating a temporary database", e))?;
         Ok(SledBackend { db })

@@ -113,6 +113,7 @@ pub fn open_table(
     let options = StoreOptions {
         pepper: pepper(db)?,
         key_format: format.unwrap_or_default(),
+        ..StoreOptions::default()
     };
     Ok(KeyTable::open(&db.db, options)?)
 }
@@ -304,6 +305,18 @@ pub fn op_text(op: &Op) -> (&'static str, String) {
         Op::KeyImported { key, owner, name } => (
             "key_imported",
             format!("key {key} `{name}` imported for principal {owner}"),
+        ),
+        Op::KeysImported {
+            first,
+            last,
+            owners,
+        } => (
+            "keys_imported",
+            format!(
+                "keys {first} to {last} ({} key(s)) imported for {} principal(s)",
+                last.saturating_sub(*first).saturating_add(1),
+                owners.len()
+            ),
         ),
         Op::KeyRenamed {
             key,
