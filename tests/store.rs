@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use keyward::store::{
     decode, encode, Actor, AuditQuery, KeyKind, KeyRecord, KeyTable, NewKey, NewPrincipal, Op,
     PrincipalId, PrincipalKind, StoreError, StoreOptions, Workspace, FORMAT_VERSION,
+    LAYOUT_VERSION,
 };
 use keyward::token::{
     classify, display_prefix, Hasher, KeyFormat, KeyHash, Secret, TokenError, TokenShape,
@@ -1318,7 +1319,10 @@ fn unknown_layout_version_is_refused() -> TestResult {
             found,
             supported,
         }) => {
-            assert_eq!((what, found, supported), ("database layout", 99, 1))
+            assert_eq!(
+                (what, found, supported),
+                ("database layout", 99, LAYOUT_VERSION)
+            )
         }
         other => return Err(format!("expected unsupported version, got {other:?}").into()),
     }
@@ -1336,9 +1340,13 @@ fn corrupt_stored_record_is_reported() -> TestResult {
     };
     {
         let db = sled::open(&path)?;
+        // Layout 2: the record lives under its hash, which the id index (0x03) holds.
         let mut k = vec![0x03];
         k.extend_from_slice(&key_id.to_be_bytes());
-        db.insert(k.clone(), vec![FORMAT_VERSION, 1])?;
+        let hash = db.get(&k)?.ok_or("no id index entry")?;
+        let mut rk = vec![0x04];
+        rk.extend_from_slice(&hash);
+        db.insert(rk, vec![FORMAT_VERSION, 1])?;
         db.flush()?;
     }
     let t = KeyTable::open(&path, StoreOptions::default())?;
@@ -1605,5 +1613,51 @@ fn cache_capacity_is_an_option() -> TestResult {
     let a = user(&t, "a@example.org")?;
     t.import_keys(Actor::Cli, vec![(NewKey::new(a, "k"), SEED_KEY)])?;
     assert!(t.key_by_hash(&t.hash(SEED_KEY))?.is_some());
+    Ok(())
+}
+
+#[test]
+fn layout_1_tables_are_migrated_on_open() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    let (owner, before) = {
+        let t = KeyTable::open(&path, StoreOptions::default())?;
+        let owner = user(&t, "a@example.org")?;
+        t.import_key(Actor::Cli, NewKey::new(owner, "seed"), SEED_KEY)?;
+        let (old, _) = t.create_key(Actor::Cli, NewKey::new(owner, "gen"))?;
+        t.rotate_key(Actor::Cli, old.id, FAR)?;
+        (owner, t.list_keys()?)
+    };
+    // Rewrite it as layout 1 wrote it: records under their id, the hash index holding ids.
+    {
+        let db = sled::open(&path)?;
+        for rec in &before {
+            let mut id_key = vec![0x03];
+            id_key.extend_from_slice(&rec.id.to_be_bytes());
+            let mut hash_key = vec![0x04];
+            hash_key.extend_from_slice(&rec.hash.0);
+            let bytes = db.get(&hash_key)?.ok_or("no record")?;
+            db.insert(id_key, bytes)?;
+            db.insert(hash_key, rec.id.to_be_bytes().to_vec())?;
+        }
+        let mut magic = b"keyward".to_vec();
+        magic.extend_from_slice(&1u32.to_be_bytes());
+        db.insert(b"\x00magic", magic)?;
+        db.flush()?;
+    }
+    let t = KeyTable::open(&path, StoreOptions::default())?;
+    assert_eq!(t.list_keys()?, before);
+    assert_eq!(t.keys_of(owner)?, before);
+    for rec in &before {
+        assert_eq!(t.key(rec.id)?.as_ref(), Some(rec));
+        assert_eq!(t.key_by_hash(&rec.hash)?.as_ref(), Some(rec));
+    }
+    let seed = t.key_by_hash(&t.hash(SEED_KEY))?.ok_or("seed key lost")?;
+    t.delete_key(Actor::Cli, seed.id)?;
+    assert!(t.key_by_hash(&t.hash(SEED_KEY))?.is_none());
+    drop(t);
+    // Migrated once: reopening finds layout 2.
+    let t = KeyTable::open(&path, StoreOptions::default())?;
+    assert_eq!(t.list_keys()?.len(), before.len() - 1);
     Ok(())
 }

@@ -137,6 +137,60 @@ fn u64_value(v: u64) -> Vec<u8> {
     v.to_be_bytes().to_vec()
 }
 
+/// The record key of the hash stored in the key id index.
+fn hash_key(hash: &[u8]) -> Result<[u8; 33]> {
+    let hash: [u8; 32] = hash.try_into().map_err(|_| {
+        StoreError::corrupt(
+            "key id index entry",
+            format!("expected 32 bytes, found {}", hash.len()),
+        )
+    })?;
+    Ok(layout::key_by_hash(&KeyHash(hash)))
+}
+
+/// The record the key id index led to, which must exist and carry that id.
+fn record_at_hash(id: KeyId, hash: &[u8], record: Option<Vec<u8>>) -> Result<KeyRecord> {
+    let record: KeyRecord = match record {
+        Some(bytes) => decode(&bytes)?,
+        None => {
+            return Err(StoreError::corrupt(
+                "key id index entry",
+                format!("key {id} has no record"),
+            ))
+        }
+    };
+    if record.id != id || record.hash.0 != hash {
+        return Err(StoreError::corrupt(
+            "key id index entry",
+            format!("key {id} leads to the record of key {}", record.id),
+        ));
+    }
+    Ok(record)
+}
+
+/// Migrates a layout version 1 table (key records under their id, hash index to ids) to version 2 (records
+/// under their hash, id index to hashes), in one atomic batch with the new marker.
+fn migrate_v1(backend: &dyn Backend) -> Result<()> {
+    let mut batch = WriteBatch::new();
+    for entry in backend.scan_prefix(&[layout::KEY], Order::Forward) {
+        let (k, v) = entry?;
+        let rec: KeyRecord = decode(&v)?;
+        if layout::key(rec.id).as_slice() != k.as_slice() {
+            return Err(StoreError::corrupt(
+                "key record",
+                format!("record of key {} stored under another id", rec.id),
+            ));
+        }
+        batch.put(k, rec.hash.0.to_vec());
+        batch.put(layout::key_by_hash(&rec.hash).to_vec(), v);
+    }
+    let mut magic = MAGIC.to_vec();
+    magic.extend_from_slice(&LAYOUT_VERSION.to_be_bytes());
+    batch.put(layout::meta("magic"), magic);
+    backend.apply(batch)?;
+    backend.flush()
+}
+
 impl KeyTable {
     /// Opens (creating if needed) the key table stored in directory `dir`.
     ///
@@ -186,7 +240,9 @@ impl KeyTable {
                     version.get(2).copied().unwrap_or(0),
                     version.get(3).copied().unwrap_or(0),
                 ]);
-                if version != LAYOUT_VERSION {
+                if version == 1 {
+                    migrate_v1(backend.as_ref())?;
+                } else if version != LAYOUT_VERSION {
                     return Err(StoreError::UnsupportedVersion {
                         what: "database layout",
                         found: version,
@@ -401,15 +457,15 @@ impl KeyTable {
 
     /// The key with this id.
     pub fn key(&self, id: KeyId) -> Result<Option<KeyRecord>> {
-        self.get_record(&layout::key(id))
-    }
-
-    /// The key with this hash: one index read and one record read. The engine's cache-miss path.
-    pub fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
-        match self.get_id("key hash index entry", &layout::key_by_hash(hash))? {
-            Some(id) => self.key(id),
+        match self.backend.get(&layout::key(id))? {
+            Some(hash) => record_at_hash(id, &hash, self.backend.get(&hash_key(&hash)?)?).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The key with this hash: one read. The engine's cache-miss path.
+    pub fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
+        self.get_record(&layout::key_by_hash(hash))
     }
 
     /// The keys of a principal, by id. [`StoreError::NotFound`] if the principal does not exist.
@@ -437,7 +493,9 @@ impl KeyTable {
 
     /// Every key, by id.
     pub fn list_keys(&self) -> Result<Vec<KeyRecord>> {
-        self.scan_records(&[layout::KEY])
+        let mut keys: Vec<KeyRecord> = self.scan_records(&[layout::KEY_BY_HASH])?;
+        keys.sort_unstable_by_key(|k| k.id);
+        Ok(keys)
     }
 
     /// Creates a key; returns its record and its secret, which is shown once and never stored.
@@ -523,7 +581,7 @@ impl KeyTable {
         }
         let mut batch = WriteBatch::new();
         for rec in &changed {
-            batch.put(layout::key(rec.id).to_vec(), encode(rec)?);
+            batch.put(layout::key_by_hash(&rec.hash).to_vec(), encode(rec)?);
         }
         self.backend.apply(batch)?;
         let flushed = self.backend.flush();
@@ -729,7 +787,10 @@ impl Bulk<'_> {
     }
 
     fn key(&self, id: KeyId) -> Result<Option<KeyRecord>> {
-        self.get_record(&layout::key(id))
+        match self.get(&layout::key(id))? {
+            Some(hash) => record_at_hash(id, &hash, self.get(&hash_key(&hash)?)?).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn require_key(&self, id: KeyId) -> Result<KeyRecord> {
@@ -1049,7 +1110,8 @@ impl Bulk<'_> {
         batch.delete(layout::key(rec.id).to_vec());
         batch.delete(layout::key_by_owner(rec.owner, rec.id));
         let by_hash = layout::key_by_hash(&rec.hash);
-        if self.get_id("key hash index entry", &by_hash)? == Some(rec.id) {
+        let stored: Option<KeyRecord> = self.get_record(&by_hash)?;
+        if stored.map(|r| r.id) == Some(rec.id) {
             batch.delete(by_hash.to_vec());
         }
         let name = layout::key_name(rec.owner, &rec.name);
@@ -1061,8 +1123,8 @@ impl Bulk<'_> {
 
     /// Writes a new key record and its index entries.
     fn put_new_key(batch: &mut WriteBatch, rec: &KeyRecord) -> Result<()> {
-        batch.put(layout::key(rec.id).to_vec(), encode(rec)?);
-        batch.put(layout::key_by_hash(&rec.hash).to_vec(), u64_value(rec.id));
+        batch.put(layout::key(rec.id).to_vec(), rec.hash.0.to_vec());
+        batch.put(layout::key_by_hash(&rec.hash).to_vec(), encode(rec)?);
         batch.put(layout::key_by_owner(rec.owner, rec.id), Vec::new());
         batch.put(layout::key_name(rec.owner, &rec.name), u64_value(rec.id));
         Ok(())
@@ -1249,7 +1311,7 @@ impl Bulk<'_> {
         }
         batch.put(layout::key_name(rec.owner, name), u64_value(id));
         let from = std::mem::replace(&mut rec.name, name.to_owned());
-        batch.put(layout::key(id).to_vec(), encode(&rec)?);
+        batch.put(layout::key_by_hash(&rec.hash).to_vec(), encode(&rec)?);
         let op = Op::KeyRenamed {
             key: id,
             owner: rec.owner,
@@ -1268,7 +1330,7 @@ impl Bulk<'_> {
     /// Updates one key record in place and commits `op`.
     fn update_key(&mut self, actor: Actor, rec: &KeyRecord, op: Op) -> Result<()> {
         let mut batch = WriteBatch::new();
-        batch.put(layout::key(rec.id).to_vec(), encode(rec)?);
+        batch.put(layout::key_by_hash(&rec.hash).to_vec(), encode(rec)?);
         let stale = Stale {
             keys: vec![rec.hash],
             ..Stale::default()
@@ -1392,7 +1454,7 @@ impl Bulk<'_> {
         );
         old.rotated_to = Some(new_id);
         let mut batch = WriteBatch::new();
-        batch.put(layout::key(id).to_vec(), encode(&old)?);
+        batch.put(layout::key_by_hash(&old.hash).to_vec(), encode(&old)?);
         Self::put_new_key(&mut batch, &new)?;
         let op = Op::KeyRotated {
             old: id,
