@@ -150,13 +150,14 @@ fn fold_role(
             depth + 1,
         );
     }
-    for leaf in 0..model.kinds.len() {
+    // kind_mask has one entry per kind.
+    for (leaf, &leaf_mask) in kind_mask.iter().enumerate() {
         let base = (r * n_kinds + leaf) * words;
         let mut g = vec![0u64; words];
         let mut al = vec![0u64; words];
         for grant in &role_def.grants {
             let on_mask = grant.on.iter().fold(0u64, |m, k| m | (1 << k));
-            if !grant.on.is_empty() && kind_mask[leaf] & on_mask == 0 {
+            if !grant.on.is_empty() && leaf_mask & on_mask == 0 {
                 continue;
             }
             for &a in &grant.actions {

@@ -145,8 +145,8 @@ mod tests {
         ];
         for (raw, want) in rows {
             assert_eq!(
-                normalize(raw).as_deref(),
-                want.as_ref().map(|s| *s).map_err(Clone::clone),
+                normalize(raw).as_deref().map_err(Clone::clone),
+                want.clone(),
                 "{raw}"
             );
         }
