@@ -1,6 +1,7 @@
 //! Key table benchmark: bulk import of N keys (1,000,000 by default, `KEYWARD_BENCH_KEYS` to change) with
 //! `KeyTable::import_keys` in chunks of 10,000 keys (one durable mutation each), then
 //! `key_by_hash` on random existing hashes (the engine's cache-miss path), and database size per key.
+//! `KEYWARD_BENCH_CACHE_MIB` sets `StoreOptions::cache_capacity` (default: the store's default).
 //!
 //! Prints the import wall time, bytes per key, and the median / p99 / p99.9 / max of 100,000 individually
 //! timed lookups (twice: right after the import, then in the steady state; each also without the samples
@@ -67,7 +68,11 @@ fn preemptions() -> i64 {
 
 /// Times `key_by_hash` on every hash; prints median, p99, p99.9 and max, over all samples and over the
 /// samples during which the thread was not preempted (this machine is shared, so some are).
-fn lookups(table: &KeyTable, hashes: &[KeyHash], what: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn lookups(
+    table: &KeyTable,
+    hashes: &[KeyHash],
+    what: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
     let mut all = Vec::with_capacity(hashes.len());
     let mut on_cpu = Vec::with_capacity(hashes.len());
     let mut found = 0usize;
@@ -113,7 +118,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("keys");
-    let table = KeyTable::open(&path, StoreOptions::default())?;
+    let mut options = StoreOptions::default();
+    if let Ok(mib) = std::env::var("KEYWARD_BENCH_CACHE_MIB") {
+        options.cache_capacity = mib.trim().parse::<u64>()? * 1024 * 1024;
+    }
+    println!(
+        "cache_capacity: {} MiB",
+        options.cache_capacity / (1024 * 1024)
+    );
+    let table = KeyTable::open(&path, options)?;
 
     let owners = n.div_ceil(KEYS_PER_OWNER).max(1);
     let start = Instant::now();

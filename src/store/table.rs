@@ -35,13 +35,16 @@ pub struct StoreOptions {
     /// The format of generated keys.
     pub key_format: KeyFormat,
     /// Upper bound, in bytes, of the memory sled may use to cache the database's pages (default
-    /// [`DEFAULT_CACHE_CAPACITY`]). It is only used as the table grows. A table larger than its cache reads
-    /// evicted pages back from disk on lookups, which is several times slower: allow about 1 KiB per key.
+    /// [`DEFAULT_CACHE_CAPACITY`]; sled lowers it to the process's cgroup memory limit). Memory is only
+    /// taken as the table grows. A table whose pages do not fit reads evicted pages back from disk on
+    /// lookups, which makes the slowest lookups several times slower: at 1,000,000 keys, with 2 GiB the p99
+    /// of `key_by_hash` was 120 µs, with 8 GiB 35 µs (the process then held 1.45 GB).
     pub cache_capacity: u64,
 }
 
-/// The default [`StoreOptions::cache_capacity`]: 2 GiB, room for about two million keys.
-pub const DEFAULT_CACHE_CAPACITY: u64 = 2 * 1024 * 1024 * 1024;
+/// The default [`StoreOptions::cache_capacity`]: 8 GiB, so that a table of a few million keys stays in
+/// memory (sled's accounting needs more than the ~1.5 KB per key actually resident).
+pub const DEFAULT_CACHE_CAPACITY: u64 = 8 * 1024 * 1024 * 1024;
 
 impl Default for StoreOptions {
     fn default() -> Self {
