@@ -37,8 +37,9 @@ pub struct StoreOptions {
     /// Upper bound, in bytes, of the memory sled may use to cache the database's pages (default
     /// [`DEFAULT_CACHE_CAPACITY`]; sled lowers it to the process's cgroup memory limit). Memory is only
     /// taken as the table grows. A table whose pages do not fit reads evicted pages back from disk on
-    /// lookups, which makes the slowest lookups several times slower: at 1,000,000 keys, with 2 GiB the p99
-    /// of `key_by_hash` was 120 µs, with 8 GiB 35 µs (the process then held 1.45 GB).
+    /// lookups, which makes the slowest lookups slower. At 1,000,000 keys on a shared 2-core machine the
+    /// steady-state p99 of `key_by_hash` was 51 and 122 µs with 2 GiB (two runs), 35 and 42 µs with 8 GiB
+    /// (two runs; the process held 1.2 to 1.45 GB): runs vary a lot there.
     pub cache_capacity: u64,
 }
 
