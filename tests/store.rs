@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use keyward::store::{
     decode, encode, Actor, AuditQuery, KeyKind, KeyRecord, KeyTable, NewKey, NewPrincipal, Op,
     PrincipalId, PrincipalKind, StoreError, StoreOptions, Workspace, FORMAT_VERSION,
+    LAYOUT_VERSION,
 };
 use keyward::token::{
     classify, display_prefix, Hasher, KeyFormat, KeyHash, Secret, TokenError, TokenShape,
@@ -189,6 +190,7 @@ fn pepper_applies_to_the_table() -> TestResult {
     let t = KeyTable::temporary(StoreOptions {
         pepper: Some([9; 32]),
         key_format: KeyFormat::default(),
+        ..StoreOptions::default()
     })?;
     let owner = user(&t, "a@example.org")?;
     let rec = t.import_key(Actor::Cli, NewKey::new(owner, "k"), SEED_KEY)?;
@@ -968,11 +970,23 @@ fn bulk_mode_commits_everything_and_flushes_once() -> TestResult {
         }
         // The table itself refuses to be written from inside the closure.
         assert!(matches!(user(b.table(), "x"), Err(StoreError::Reentrant)));
-        // Reads see earlier writes.
-        assert_eq!(b.table().keys_of(owner)?.len(), 50);
+        // Checks inside the bulk see the mutations not yet applied.
+        assert!(matches!(
+            b.import_key(Actor::System, NewKey::new(owner, "k7"), "fresh-secret"),
+            Err(StoreError::Conflict { .. })
+        ));
+        assert!(matches!(
+            b.import_key(
+                Actor::System,
+                NewKey::new(owner, "other"),
+                &format!("{:040x}", 3)
+            ),
+            Err(StoreError::Conflict { .. })
+        ));
         Ok(ids)
     })?;
     assert_eq!(ids.len(), 50);
+    assert_eq!(t.keys_of(owner)?.len(), 50);
     assert_eq!(count.load(Ordering::SeqCst), 51);
     assert_eq!(t.seq(), 51);
     // An error inside bulk keeps what was committed before it.
@@ -984,6 +998,52 @@ fn bulk_mode_commits_everything_and_flushes_once() -> TestResult {
     assert_eq!(t.bindings_of(owner)?.len(), 1);
     // After bulk, the table is writable again.
     user(&t, "b@example.org")?;
+    Ok(())
+}
+
+#[test]
+fn large_bulk_applies_in_chunks_and_notifies_in_order() -> TestResult {
+    let t = table();
+    let seqs: Arc<Mutex<Vec<u64>>> = Arc::default();
+    {
+        let seqs = Arc::clone(&seqs);
+        t.subscribe(Box::new(move |c| {
+            if let Ok(mut s) = seqs.lock() {
+                s.push(c.seq);
+            }
+        }));
+    }
+    let owner = user(&t, "a@example.org")?;
+    // Enough keys for several applied chunks; then a failure: everything before it is kept.
+    let n = 5000u64;
+    let r = t.bulk(|b| {
+        for i in 0..n {
+            b.import_key(
+                Actor::System,
+                NewKey::new(owner, format!("k{i}")),
+                &format!("s{i:039}"),
+            )?;
+        }
+        b.import_key(Actor::System, NewKey::new(owner, "k0"), "another")
+    });
+    assert!(matches!(r, Err(StoreError::Conflict { .. })));
+    assert_eq!(t.keys_of(owner)?.len() as u64, n);
+    assert_eq!(t.seq(), n + 1);
+    let seen = seqs.lock().map_err(|_| "poisoned")?.clone();
+    assert_eq!(seen, (1..=n + 1).collect::<Vec<_>>());
+    assert!(t
+        .key_by_hash(&t.hash(&format!("s{:039}", n - 1)))?
+        .is_some());
+    // Removing a principal inside a bulk sees its pending keys.
+    let other = user(&t, "b@example.org")?;
+    t.bulk(|b| {
+        b.create_key(Actor::Cli, NewKey::new(other, "x"))?;
+        b.bind(Actor::Cli, other, "owner", "organization:1")?;
+        b.remove_principal(Actor::Cli, other)
+    })?;
+    assert!(t.principal(other)?.is_none());
+    assert!(t.list_keys()?.iter().all(|k| k.owner != other));
+    assert!(t.bindings_of(other)?.is_empty());
     Ok(())
 }
 
@@ -1259,7 +1319,10 @@ fn unknown_layout_version_is_refused() -> TestResult {
             found,
             supported,
         }) => {
-            assert_eq!((what, found, supported), ("database layout", 99, 1))
+            assert_eq!(
+                (what, found, supported),
+                ("database layout", 99, LAYOUT_VERSION)
+            )
         }
         other => return Err(format!("expected unsupported version, got {other:?}").into()),
     }
@@ -1277,9 +1340,13 @@ fn corrupt_stored_record_is_reported() -> TestResult {
     };
     {
         let db = sled::open(&path)?;
+        // Layout 2: the record lives under its hash, which the id index (0x03) holds.
         let mut k = vec![0x03];
         k.extend_from_slice(&key_id.to_be_bytes());
-        db.insert(k.clone(), vec![FORMAT_VERSION, 1])?;
+        let hash = db.get(&k)?.ok_or("no id index entry")?;
+        let mut rk = vec![0x04];
+        rk.extend_from_slice(&hash);
+        db.insert(rk, vec![FORMAT_VERSION, 1])?;
         db.flush()?;
     }
     let t = KeyTable::open(&path, StoreOptions::default())?;
@@ -1335,5 +1402,262 @@ fn table_is_shared_across_threads() -> TestResult {
     assert_eq!(t.seq(), 101);
     let seqs: Vec<u64> = t.changes_since(0, 1000)?.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=101).collect::<Vec<_>>());
+    Ok(())
+}
+
+#[test]
+fn counters_survive_a_bulk_and_reopen() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    let owner = {
+        let t = KeyTable::open(&path, StoreOptions::default())?;
+        let owner = user(&t, "a@example.org")?;
+        t.bulk(|b| {
+            for i in 0..3 {
+                b.create_key(Actor::Cli, NewKey::new(owner, format!("k{i}")))?;
+            }
+            Ok(())
+        })?;
+        owner
+    };
+    let t = KeyTable::open(&path, StoreOptions::default())?;
+    assert_eq!(t.seq(), 4);
+    let (rec, _) = t.create_key(Actor::Cli, NewKey::new(owner, "k3"))?;
+    assert_eq!(rec.id, 4);
+    assert_eq!(t.seq(), 5);
+    assert_eq!(all_audit(&t)?.len(), 5);
+    Ok(())
+}
+
+// ----- import_keys: many keys, one mutation -----
+
+#[test]
+fn import_keys_is_one_audited_mutation_naming_every_key() -> TestResult {
+    let t = table();
+    let changes: Arc<Mutex<Vec<keyward::store::Change>>> = Arc::default();
+    {
+        let changes = Arc::clone(&changes);
+        t.subscribe(Box::new(move |c| {
+            if let Ok(mut v) = changes.lock() {
+                v.push(c.clone());
+            }
+        }));
+    }
+    let a = user(&t, "a@example.org")?;
+    let b = user(&t, "b@example.org")?;
+    let before = t.seq();
+    let keys: Vec<(NewKey, String)> = (0..300u64)
+        .map(|i| {
+            let owner = if i % 3 == 0 { b } else { a };
+            (NewKey::new(owner, format!("k{i}")), format!("{i:040x}"))
+        })
+        .collect();
+    let recs = t.import_keys(Actor::Cli, keys)?;
+    assert_eq!(recs.len(), 300);
+    assert_eq!(t.seq(), before + 1);
+    let first = recs.first().ok_or("no record")?.id;
+    let last = recs.last().ok_or("no record")?.id;
+    assert_eq!(last - first, 299);
+    for (i, r) in recs.iter().enumerate() {
+        assert!(r.imported);
+        assert_eq!(r.id, first + i as u64);
+        assert_eq!(r.name, format!("k{i}"));
+        assert_eq!(
+            t.key_by_hash(&t.hash(&format!("{i:040x}")))?.as_ref(),
+            Some(r)
+        );
+        assert_eq!(t.key(r.id)?.as_ref(), Some(r));
+    }
+    assert_eq!(t.keys_of(a)?.len(), 200);
+    assert_eq!(t.keys_of(b)?.len(), 100);
+    // One audit entry with the id range and both owners, found under each owner.
+    let log = all_audit(&t)?;
+    let newest = log.first().ok_or("empty audit log")?;
+    assert_eq!(newest.seq, before + 1);
+    assert_eq!(
+        newest.op,
+        Op::KeysImported {
+            first,
+            last,
+            owners: vec![a, b]
+        }
+    );
+    for p in [a, b] {
+        let mine = t.audit(AuditQuery {
+            principal: Some(p),
+            limit: 1,
+            before: None,
+        })?;
+        assert_eq!(mine.first().map(|e| e.seq), Some(before + 1));
+    }
+    assert_eq!(t.changes_since(before, 10)?.len(), 1);
+    // One change naming every key hash.
+    let seen = changes.lock().map_err(|_| "poisoned")?.clone();
+    let change = seen.last().ok_or("no change")?;
+    assert_eq!(change.seq, before + 1);
+    assert_eq!(change.keys.len(), 300);
+    assert!(recs.iter().zip(&change.keys).all(|(r, h)| r.hash == *h));
+    // Single-key mutations go on after it.
+    let (next, _) = t.create_key(Actor::Cli, NewKey::new(a, "after"))?;
+    assert_eq!(next.id, last + 1);
+    assert_eq!(t.seq(), before + 2);
+    Ok(())
+}
+
+#[test]
+fn import_keys_writes_nothing_when_any_key_fails() -> TestResult {
+    let t = table();
+    let a = user(&t, "a@example.org")?;
+    t.import_key(Actor::Cli, NewKey::new(a, "taken"), SEED_KEY)?;
+    let seq = t.seq();
+    let ok = |i: u64| (NewKey::new(a, format!("k{i}")), format!("{i:040x}"));
+    let cases: Vec<(&str, Vec<(NewKey, String)>)> = vec![
+        (
+            "secret already stored",
+            vec![ok(1), (NewKey::new(a, "x"), SEED_KEY.to_owned())],
+        ),
+        (
+            "secret twice in the call",
+            vec![ok(1), (NewKey::new(a, "x"), format!("{:040x}", 1))],
+        ),
+        (
+            "name already stored",
+            vec![ok(1), (NewKey::new(a, "taken"), "fresh".to_owned())],
+        ),
+        (
+            "name twice in the call",
+            vec![ok(1), (NewKey::new(a, "k1"), "fresh".to_owned())],
+        ),
+        (
+            "unknown owner",
+            vec![ok(1), (NewKey::new(999, "x"), "fresh".to_owned())],
+        ),
+        (
+            "bad name",
+            vec![ok(1), (NewKey::new(a, ""), "fresh".to_owned())],
+        ),
+        (
+            "bad secret",
+            vec![ok(1), (NewKey::new(a, "x"), "".to_owned())],
+        ),
+    ];
+    for (what, keys) in cases {
+        let r = t.import_keys(Actor::Cli, keys);
+        assert!(r.is_err(), "{what}: accepted");
+        assert_eq!(t.seq(), seq, "{what}: a mutation was committed");
+        assert_eq!(t.keys_of(a)?.len(), 1, "{what}: keys were written");
+        assert!(
+            t.key_by_hash(&t.hash(&format!("{:040x}", 1)))?.is_none(),
+            "{what}"
+        );
+    }
+    assert!(t.import_keys::<String>(Actor::Cli, Vec::new())?.is_empty());
+    assert_eq!(t.seq(), seq);
+    Ok(())
+}
+
+#[test]
+fn import_keys_inside_bulk_sees_pending_mutations_and_survives_reopen() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    let (a, first) = {
+        let t = KeyTable::open(&path, StoreOptions::default())?;
+        let a = user(&t, "a@example.org")?;
+        let first = t.bulk(|b| {
+            b.import_key(Actor::Cli, NewKey::new(a, "pending"), SEED_KEY)?;
+            // The pending key's secret and name are both seen by import_keys.
+            let dup = b.import_keys(Actor::Cli, vec![(NewKey::new(a, "x"), SEED_KEY)]);
+            assert!(matches!(dup, Err(StoreError::Conflict { .. })));
+            let dup = b.import_keys(Actor::Cli, vec![(NewKey::new(a, "pending"), "fresh")]);
+            assert!(matches!(dup, Err(StoreError::Conflict { .. })));
+            let recs = b.import_keys(
+                Actor::Cli,
+                (0..20u64)
+                    .map(|i| (NewKey::new(a, format!("k{i}")), format!("{i:040x}")))
+                    .collect(),
+            )?;
+            // A single-key import after it sees it too.
+            let dup = b.import_key(Actor::Cli, NewKey::new(a, "k3"), "other");
+            assert!(matches!(dup, Err(StoreError::Conflict { .. })));
+            b.import_key(Actor::Cli, NewKey::new(a, "later"), SEATS_KEY)?;
+            Ok(recs.first().map(|r| r.id).unwrap_or(0))
+        })?;
+        assert_eq!(t.seq(), 4);
+        (a, first)
+    };
+    let t = KeyTable::open(&path, StoreOptions::default())?;
+    assert_eq!(t.seq(), 4);
+    assert_eq!(t.keys_of(a)?.len(), 22);
+    assert_eq!(
+        t.key_by_hash(&t.hash(&format!("{:040x}", 19)))?
+            .map(|r| r.id),
+        Some(first + 19)
+    );
+    assert!(t.key_by_hash(&t.hash(SEATS_KEY))?.is_some());
+    let (next, _) = t.create_key(Actor::Cli, NewKey::new(a, "new"))?;
+    assert_eq!(next.id, first + 21);
+    Ok(())
+}
+
+#[test]
+fn cache_capacity_is_an_option() -> TestResult {
+    let options = StoreOptions {
+        cache_capacity: 8 * 1024 * 1024,
+        ..StoreOptions::default()
+    };
+    assert_eq!(
+        StoreOptions::default().cache_capacity,
+        keyward::store::DEFAULT_CACHE_CAPACITY
+    );
+    let t = KeyTable::temporary(options)?;
+    let a = user(&t, "a@example.org")?;
+    t.import_keys(Actor::Cli, vec![(NewKey::new(a, "k"), SEED_KEY)])?;
+    assert!(t.key_by_hash(&t.hash(SEED_KEY))?.is_some());
+    Ok(())
+}
+
+#[test]
+fn layout_1_tables_are_migrated_on_open() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    let (owner, before) = {
+        let t = KeyTable::open(&path, StoreOptions::default())?;
+        let owner = user(&t, "a@example.org")?;
+        t.import_key(Actor::Cli, NewKey::new(owner, "seed"), SEED_KEY)?;
+        let (old, _) = t.create_key(Actor::Cli, NewKey::new(owner, "gen"))?;
+        t.rotate_key(Actor::Cli, old.id, FAR)?;
+        (owner, t.list_keys()?)
+    };
+    // Rewrite it as layout 1 wrote it: records under their id, the hash index holding ids.
+    {
+        let db = sled::open(&path)?;
+        for rec in &before {
+            let mut id_key = vec![0x03];
+            id_key.extend_from_slice(&rec.id.to_be_bytes());
+            let mut hash_key = vec![0x04];
+            hash_key.extend_from_slice(&rec.hash.0);
+            let bytes = db.get(&hash_key)?.ok_or("no record")?;
+            db.insert(id_key, bytes)?;
+            db.insert(hash_key, rec.id.to_be_bytes().to_vec())?;
+        }
+        let mut magic = b"keyward".to_vec();
+        magic.extend_from_slice(&1u32.to_be_bytes());
+        db.insert(b"\x00magic", magic)?;
+        db.flush()?;
+    }
+    let t = KeyTable::open(&path, StoreOptions::default())?;
+    assert_eq!(t.list_keys()?, before);
+    assert_eq!(t.keys_of(owner)?, before);
+    for rec in &before {
+        assert_eq!(t.key(rec.id)?.as_ref(), Some(rec));
+        assert_eq!(t.key_by_hash(&rec.hash)?.as_ref(), Some(rec));
+    }
+    let seed = t.key_by_hash(&t.hash(SEED_KEY))?.ok_or("seed key lost")?;
+    t.delete_key(Actor::Cli, seed.id)?;
+    assert!(t.key_by_hash(&t.hash(SEED_KEY))?.is_none());
+    drop(t);
+    // Migrated once: reopening finds layout 2.
+    let t = KeyTable::open(&path, StoreOptions::default())?;
+    assert_eq!(t.list_keys()?.len(), before.len() - 1);
     Ok(())
 }

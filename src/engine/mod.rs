@@ -253,6 +253,7 @@ impl Engine {
             StoreOptions {
                 pepper: options.pepper,
                 key_format: state.key_format.clone(),
+                ..StoreOptions::default()
             },
         )?;
         Ok(Engine::assemble(table, state))
@@ -274,6 +275,7 @@ impl Engine {
         let table = KeyTable::temporary(StoreOptions {
             pepper: options.pepper,
             key_format: state.key_format.clone(),
+            ..StoreOptions::default()
         })?;
         Ok(Engine::assemble(table, state))
     }

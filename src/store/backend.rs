@@ -48,6 +48,16 @@ impl WriteBatch {
         self.ops.push((key, None));
     }
 
+    /// Moves every operation of `other` to the end of this batch.
+    pub fn append(&mut self, mut other: WriteBatch) {
+        self.ops.append(&mut other.ops);
+    }
+
+    /// The operations, in order: a key and its new value, or `None` for a delete.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.ops.iter().map(|(k, v)| (k.as_slice(), v.as_deref()))
+    }
+
     /// Whether the batch holds no operation.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
@@ -123,6 +133,9 @@ pub(crate) fn sled_error(context: &'static str, e: sled::Error) -> StoreError {
     }
 }
 
+const LOCK_RETRIES: u32 = 10;
+const LOCK_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
+
 fn is_lock_error(e: &std::io::Error) -> bool {
     e.kind() == ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
 }
@@ -135,7 +148,8 @@ impl SledBackend {
     /// every later open fail. Such a file was never renamed; the older snapshot and the log hold everything.
     ///
     /// Refuses a path that is a file, or a non-empty directory that does not hold a sled database.
-    pub fn open(dir: &Path) -> Result<SledBackend> {
+    /// `cache_capacity` bounds sled's page cache, in bytes.
+    pub fn open(dir: &Path, cache_capacity: u64) -> Result<SledBackend> {
         let path = dir.to_path_buf();
         match std::fs::metadata(dir) {
             Ok(meta) if !meta.is_dir() => {
@@ -153,8 +167,20 @@ impl SledBackend {
                 })
             }
         }
-        let config = sled::Config::new().path(dir);
-        let opened = catch_unwind(AssertUnwindSafe(|| config.open()));
+        let config = sled::Config::new().path(dir).cache_capacity(cache_capacity);
+        let mut attempts = 0;
+        let opened = loop {
+            let opened = catch_unwind(AssertUnwindSafe(|| config.open()));
+            // sled's background threads can hold the file lock for a moment after the database was dropped
+            // in this process; a lock held by another process is still reported after about 200 ms.
+            match &opened {
+                Ok(Err(sled::Error::Io(e))) if is_lock_error(e) && attempts < LOCK_RETRIES => {
+                    attempts += 1;
+                    std::thread::sleep(LOCK_RETRY_DELAY);
+                }
+                _ => break opened,
+            }
+        };
         let db = match opened {
             Ok(Ok(db)) => db,
             Ok(Err(sled::Error::Io(e))) if is_lock_error(&e) => {
@@ -181,9 +207,10 @@ impl SledBackend {
     }
 
     /// A database in a temporary location, removed when dropped.
-    pub fn temporary() -> Result<SledBackend> {
+    pub fn temporary(cache_capacity: u64) -> Result<SledBackend> {
         let db = sled::Config::new()
             .temporary(true)
+            .cache_capacity(cache_capacity)
             .open()
             .map_err(|e| sled_error("creating a temporary database", e))?;
         Ok(SledBackend { db })

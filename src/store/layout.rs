@@ -8,14 +8,18 @@
 //! | `0x00` | meta                 | name (`magic`, `seq`, ...)    | raw bytes / u64 BE        |
 //! | `0x01` | principals           | principal id                  | `Principal`               |
 //! | `0x02` | principal by login   | lowercased login              | principal id              |
-//! | `0x03` | keys                 | key id                        | `KeyRecord`               |
-//! | `0x04` | key by hash          | 32-byte hash                  | key id                    |
+//! | `0x03` | key id index         | key id                        | the key's 32-byte hash    |
+//! | `0x04` | keys                 | 32-byte hash                  | `KeyRecord`               |
 //! | `0x05` | keys by owner        | owner id, key id              | empty                     |
 //! | `0x06` | key name per owner   | owner id, name                | key id                    |
 //! | `0x07` | bindings             | principal id, role, 0, scope  | `Binding`                 |
 //! | `0x08` | workspaces           | public key                    | `Workspace`               |
 //! | `0x09` | audit                | seq                           | `AuditEntry`              |
 //! | `0x0a` | audit by principal   | principal id, seq             | empty                     |
+//!
+//! Key records live under their hash (layout version 2) so that the engine's cache-miss path, a lookup by
+//! hash, is one read; a lookup by id reads the id index first. Version 1 kept records under their id with a
+//! hash-to-id index; it is migrated on open (see `KeyTable::with_backend`).
 //!
 //! **Invariant:** roles never contain a zero byte (they are validated identifiers), so binding keys are
 //! unambiguous.
@@ -39,7 +43,7 @@ pub(crate) const AUDIT_BY_PRINCIPAL: u8 = 0x0a;
 /// The value of the meta `magic` record: `keyward` then the layout version as u32 BE.
 pub(crate) const MAGIC: &[u8; 7] = b"keyward";
 /// The layout version this build writes and reads.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 pub(crate) fn meta(name: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + name.len());

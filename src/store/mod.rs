@@ -24,4 +24,4 @@ pub use record::{
     Actor, AuditEntry, AuditQuery, Binding, KeyId, KeyKind, KeyRecord, NewKey, NewPrincipal, Op,
     Principal, PrincipalId, PrincipalKind, Workspace,
 };
-pub use table::{Bulk, Change, KeyTable, StoreOptions, Subscriber};
+pub use table::{Bulk, Change, KeyTable, StoreOptions, Subscriber, DEFAULT_CACHE_CAPACITY};

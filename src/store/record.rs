@@ -181,6 +181,18 @@ pub enum Op {
         /// Its name.
         name: String,
     },
+    /// Keys `first..=last` (consecutive ids) were imported by one [`Bulk::import_keys`] call: one entry for
+    /// the whole call. Each key's name, owner and settings are in its record.
+    ///
+    /// [`Bulk::import_keys`]: super::Bulk::import_keys
+    KeysImported {
+        /// The first key id.
+        first: KeyId,
+        /// The last key id.
+        last: KeyId,
+        /// The distinct owners of the keys, ascending.
+        owners: Vec<PrincipalId>,
+    },
     /// A key was renamed.
     KeyRenamed {
         /// The key.
@@ -296,6 +308,7 @@ impl Op {
             | Op::KeyExpirySet { owner, .. }
             | Op::KeyRotated { owner, .. }
             | Op::KeyRegenerated { owner, .. } => vec![*owner],
+            Op::KeysImported { owners, .. } => owners.clone(),
             Op::Bound { principal, .. } | Op::Unbound { principal, .. } => vec![*principal],
             Op::WorkspaceAdded { company, .. } | Op::WorkspaceRemoved { company, .. } => {
                 company.iter().copied().collect()

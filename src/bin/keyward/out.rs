@@ -128,6 +128,7 @@ pub fn open_table(
     let options = StoreOptions {
         pepper: pepper(db)?,
         key_format: format.unwrap_or_default(),
+        ..StoreOptions::default()
     };
     Ok(KeyTable::open(dir, options)?)
 }

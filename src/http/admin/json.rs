@@ -158,6 +158,18 @@ pub fn op_text(op: &Op) -> (&'static str, String) {
             "key_imported",
             format!("key {key} `{name}` imported for principal {owner}"),
         ),
+        Op::KeysImported {
+            first,
+            last,
+            owners,
+        } => (
+            "keys_imported",
+            format!(
+                "keys {first} to {last} ({} key(s)) imported for {} principal(s)",
+                last.saturating_sub(*first).saturating_add(1),
+                owners.len()
+            ),
+        ),
         Op::KeyRenamed {
             key,
             owner,
