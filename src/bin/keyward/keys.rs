@@ -315,20 +315,31 @@ fn import(a: &KeyImportArgs) -> CmdResult {
         }
     }
     let template = new_key(owner.id, String::new(), &a.limits)?;
-    let step = (total / 20).max(1);
     let tty = std::io::stderr().is_terminal();
     let mut done = Vec::with_capacity(total);
-    let mut failed_line = None;
+    let mut failed_lines = None;
+    // Chunks of a few thousand keys: each chunk is one atomic mutation with one audit entry.
+    const CHUNK: usize = 5_000;
+    let indexed: Vec<(usize, &(usize, Secret))> = secrets.iter().enumerate().collect();
     let result = t.bulk(|w| {
-        for (i, (line, s)) in secrets.iter().enumerate() {
-            let mut nk = template.clone();
-            nk.name = name_of(i);
-            let rec = w.import_key(Actor::Cli, nk, s.expose()).inspect_err(|_| {
-                failed_line = Some(*line);
+        for chunk in indexed.chunks(CHUNK) {
+            let batch: Vec<(NewKey, &str)> = chunk
+                .iter()
+                .map(|(i, (_, s))| {
+                    let mut nk = template.clone();
+                    nk.name = name_of(*i);
+                    (nk, s.expose())
+                })
+                .collect();
+            let recs = w.import_keys(Actor::Cli, batch).inspect_err(|_| {
+                failed_lines = chunk
+                    .first()
+                    .zip(chunk.last())
+                    .map(|((_, (a, _)), (_, (b, _)))| (*a, *b));
             })?;
-            done.push(rec);
-            let n = i + 1;
-            if total > 1 && (n % step == 0 || n == total) {
+            done.extend(recs);
+            let n = done.len();
+            if total > 1 {
                 if tty {
                     eprint!("\rimporting keys: {n}/{total}");
                     if n == total {
@@ -342,7 +353,13 @@ fn import(a: &KeyImportArgs) -> CmdResult {
         Ok(())
     });
     if let Err(e) = result {
-        let at = failed_line.map_or(String::new(), |l| format!("line {l} of {source}: "));
+        let at = failed_lines.map_or(String::new(), |(a, b)| {
+            if a == b {
+                format!("line {a} of {source}: ")
+            } else {
+                format!("lines {a} to {b} of {source}: ")
+            }
+        });
         return Err(CliError::new(format!(
             "{at}{e} ({} key(s) imported before the error)",
             done.len()
