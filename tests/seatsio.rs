@@ -170,3 +170,51 @@ fn b64(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+/// Routes whose resource is `"."` act on the workspace the credential selects.
+#[cfg(feature = "tower")]
+#[test]
+fn routes_on_the_selected_workspace() {
+    use http::Method;
+    use keyward::http::{HttpDecision, Unmatched};
+    let e = setup();
+    let http = |h: &http::HeaderMap, method: Method, path: &str| match e.authorize_http(
+        &method,
+        path,
+        None,
+        h,
+        Unmatched::Deny,
+    ) {
+        HttpDecision::Allow(a, t) => format!("allow {}@{} {}", a.role, a.granted_at, t.resource),
+        HttpDecision::Deny(d, r) => format!("deny {} {}", d.reason.code(), r.status),
+        HttpDecision::PassThrough => "pass".to_string(),
+    };
+    let ws_key = basic(WORKSPACE_SECRET, "");
+    let admin_ws2 = headers(&[
+        (
+            "authorization",
+            &format!("Basic {}", b64(&format!("{ADMIN_SECRET}:"))),
+        ),
+        ("x-workspace-key", "pub-ws-2"),
+    ]);
+    assert_eq!(
+        http(&ws_key, Method::POST, "/events"),
+        "allow workspace_key@company:acme/workspace:1 ."
+    );
+    assert_eq!(
+        http(&ws_key, Method::GET, "/events/concert"),
+        "allow workspace_key@company:acme/workspace:1 event:concert"
+    );
+    assert_eq!(
+        http(&admin_ws2, Method::POST, "/charts"),
+        "allow company_admin@company:acme ."
+    );
+    assert_eq!(
+        http(&ws_key, Method::GET, "/workspaces"),
+        "deny no_route 403"
+    );
+    assert_eq!(
+        http(&ws_key, Method::GET, "/events/../charts"),
+        "deny invalid_path 400"
+    );
+}

@@ -1050,7 +1050,9 @@ impl Checker<'_> {
                     }
                 }
             }
-            if ok {
+            // `"."` is the scope the request acts in: the workspace the credential selects, or the
+            // context the host gives (see `Request::context`).
+            if ok && r.resource.text != "." {
                 ok = self.check_resource_template(&template, &r.resource);
             }
             if let Some((_, _, first)) = seen.iter().find(|(m, s, _)| {
