@@ -568,14 +568,17 @@ impl KeyTable {
     pub fn record_last_used(&self, updates: &[(KeyId, u64)]) -> Result<()> {
         let w = self.lock()?;
         let mut changed: Vec<KeyRecord> = Vec::new();
+        // Index of each key in `changed`: a flush may carry hundreds of thousands of keys.
+        let mut seen: std::collections::HashMap<KeyId, usize> = std::collections::HashMap::new();
         for &(id, at) in updates {
-            if let Some(rec) = changed.iter_mut().find(|r| r.id == id) {
-                rec.last_used = rec.last_used.max(Some(at));
+            if let Some(&i) = seen.get(&id) {
+                changed[i].last_used = changed[i].last_used.max(Some(at));
                 continue;
             }
             if let Some(mut rec) = self.key(id)? {
                 if rec.last_used < Some(at) {
                     rec.last_used = Some(at);
+                    seen.insert(id, changed.len());
                     changed.push(rec);
                 }
             }
