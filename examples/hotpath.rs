@@ -28,12 +28,20 @@ fn main() {
                         default_workspace: None,
                     },
                 )?;
-                b.bind(Actor::Cli, p.id, "project_member", "domain:1/organization:6/project:3")?;
+                b.bind(
+                    Actor::Cli,
+                    p.id,
+                    "project_member",
+                    "domain:1/organization:6/project:3",
+                )?;
                 let (_, secret) = b.create_key(Actor::Cli, NewKey::new(p.id, "k"))?;
                 let v = base64::engine::general_purpose::STANDARD
                     .encode(format!("{login}:{}", secret.expose()));
                 let mut h = HeaderMap::new();
-                h.insert("authorization", HeaderValue::from_str(&format!("Basic {v}")).expect("header"));
+                h.insert(
+                    "authorization",
+                    HeaderValue::from_str(&format!("Basic {v}")).expect("header"),
+                );
                 headers.push(h);
             }
             Ok(())
@@ -41,15 +49,32 @@ fn main() {
         .expect("setup");
     let resource = "domain:1/organization:6/project:3/scene:2";
     for h in &headers {
-        assert!(e.authorize(&Request::new(h, "update", resource)).is_allowed());
+        assert!(e
+            .authorize(&Request::new(h, "update", resource))
+            .is_allowed());
     }
-    eprintln!("cached after warm-up: {:?}, seq {}", e.cached(), e.table().seq());
+    eprintln!(
+        "cached after warm-up: {:?}, seq {}",
+        e.cached(),
+        e.table().seq()
+    );
     let t = std::time::Instant::now();
     let mut i = 0usize;
     for _ in 0..n {
         i = (i + 7919) % users;
-        std::hint::black_box(e.authorize(std::hint::black_box(&Request::new(&headers[i], "update", resource))));
+        std::hint::black_box(e.authorize(std::hint::black_box(&Request::new(
+            &headers[i],
+            "update",
+            resource,
+        ))));
     }
-    eprintln!("cached after the loop: {:?}, seq {}", e.cached(), e.table().seq());
-    println!("{:.0} ns per authorize over {users} users", t.elapsed().as_nanos() as f64 / n.max(1) as f64);
+    eprintln!(
+        "cached after the loop: {:?}, seq {}",
+        e.cached(),
+        e.table().seq()
+    );
+    println!(
+        "{:.0} ns per authorize over {users} users",
+        t.elapsed().as_nanos() as f64 / n.max(1) as f64
+    );
 }
