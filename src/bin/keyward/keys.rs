@@ -12,8 +12,8 @@ use serde_json::json;
 
 use crate::args::{DbArgs, KeyCommand, KeyImportArgs, KeyLimitArgs};
 use crate::out::{
-    key, key_format, key_json, key_limits, key_status, load_policy, now, open_table,
-    parse_duration, principal, print_json, print_table, utc, Create,
+    key, key_format, key_json, load_policy, now, open_table, parse_duration, principal, print_json,
+    utc, Create,
 };
 use crate::remote::{self, Remote};
 use crate::{CliError, CmdResult};
@@ -108,37 +108,7 @@ pub fn run(cmd: KeyCommand) -> CmdResult {
                     .into_iter()
                     .map(|p| (p.id, p.login))
                     .collect();
-                let rows: Vec<Vec<String>> = keys
-                    .iter()
-                    .map(|k| {
-                        vec![
-                            k.id.to_string(),
-                            logins
-                                .get(&k.owner)
-                                .cloned()
-                                .unwrap_or_else(|| k.owner.to_string()),
-                            k.name.clone(),
-                            format!("{}…", k.display_prefix),
-                            key_status(k, now).to_owned(),
-                            k.expires_at.map_or("-".into(), utc),
-                            k.last_used.map_or("never".into(), utc),
-                            key_limits(k),
-                        ]
-                    })
-                    .collect();
-                print_table(
-                    &[
-                        "ID",
-                        "OWNER",
-                        "NAME",
-                        "PREFIX",
-                        "STATUS",
-                        "EXPIRES",
-                        "LAST USED",
-                        "LIMITS",
-                    ],
-                    &rows,
-                );
+                crate::out::print_key_table(keys.iter(), &logins, now);
             }
         }
         KeyCommand::Rename(a) => {

@@ -216,3 +216,41 @@ pub fn print_json(v: &Value) {
         serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
     );
 }
+
+/// Prints keys as the `key list` table (the same with `--db` and `--server`); never a secret.
+pub fn print_key_table<'a>(
+    keys: impl Iterator<Item = &'a KeyRecord>,
+    logins: &std::collections::HashMap<u64, String>,
+    now: u64,
+) {
+    let rows: Vec<Vec<String>> = keys
+        .map(|k| {
+            vec![
+                k.id.to_string(),
+                logins
+                    .get(&k.owner)
+                    .cloned()
+                    .unwrap_or_else(|| k.owner.to_string()),
+                k.name.clone(),
+                format!("{}…", k.display_prefix),
+                key_status(k, now).to_owned(),
+                k.expires_at.map_or("-".into(), utc),
+                k.last_used.map_or("never".into(), utc),
+                key_limits(k),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ID",
+            "OWNER",
+            "NAME",
+            "PREFIX",
+            "STATUS",
+            "EXPIRES",
+            "LAST USED",
+            "LIMITS",
+        ],
+        &rows,
+    );
+}

@@ -519,38 +519,8 @@ pub fn key_list(r: &Remote, a: &KeyListArgs) -> CmdResult {
             .map(|ps| ps.iter().map(|p| (u(p, "id"), s(p, "login"))).collect())
             .unwrap_or_default();
         let now = now();
-        let rows: Vec<Vec<String>> = keys
-            .iter()
-            .map(|k| {
-                let rec = key_record(k);
-                vec![
-                    rec.id.to_string(),
-                    logins
-                        .get(&rec.owner)
-                        .cloned()
-                        .unwrap_or_else(|| rec.owner.to_string()),
-                    rec.name.clone(),
-                    format!("{}…", rec.display_prefix),
-                    crate::out::key_status(&rec, now).to_owned(),
-                    rec.expires_at.map_or("-".into(), utc),
-                    rec.last_used.map_or("never".into(), utc),
-                    crate::out::key_limits(&rec),
-                ]
-            })
-            .collect();
-        print_table(
-            &[
-                "ID",
-                "OWNER",
-                "NAME",
-                "PREFIX",
-                "STATUS",
-                "EXPIRES",
-                "LAST USED",
-                "LIMITS",
-            ],
-            &rows,
-        );
+        let records: Vec<keyward::store::KeyRecord> = keys.iter().map(key_record).collect();
+        crate::out::print_key_table(records.iter(), &logins, now);
     }
     Ok(ExitCode::SUCCESS)
 }
