@@ -220,6 +220,8 @@ pub struct Engine {
     state: ArcSwap<PolicyState>,
     cache: Arc<Cache>,
     generation: AtomicU64,
+    /// Serialises reloads, so two racing ones cannot install their policies out of order.
+    reloading: parking_lot::Mutex<()>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -294,6 +296,7 @@ impl Engine {
             state: ArcSwap::from_pointee(state),
             cache,
             generation: AtomicU64::new(1),
+            reloading: parking_lot::Mutex::new(()),
         }
     }
 
@@ -310,6 +313,7 @@ impl Engine {
     /// Replaces the policy, atomically: decisions already running finish under the old one, every
     /// later decision uses the new one.
     pub fn reload(&self, policy: Policy) -> Result<(), EngineError> {
+        let _one_at_a_time = self.reloading.lock();
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let state = PolicyState::new(policy, generation)?;
         self.state.store(Arc::new(state));
