@@ -524,22 +524,17 @@ impl Engine {
             &limits_owned
         };
         let principal = &ident.principal;
-        let bindings = if principal.generation == state.generation {
-            &principal.bindings
+        // An entry resolved under an older policy is resolved again here (once), not trusted.
+        let (bindings, names) = if principal.generation == state.generation {
+            (&principal.bindings, &principal.binding_names)
         } else {
-            bindings_owned = resolve_bindings(compiled, &principal.stored_bindings).0;
-            &bindings_owned
+            bindings_owned = resolve_bindings(compiled, &principal.stored_bindings);
+            (&bindings_owned.0, &bindings_owned.1)
         };
         match compiled.decide(&principal.id_text, bindings, limits, action_id, &parsed) {
             Outcome::Allow(via) => {
                 let (role, granted_at) = match via {
-                    Via::Binding(i) if principal.generation == state.generation => {
-                        principal.binding_names[i].clone()
-                    }
-                    Via::Binding(i) => {
-                        let names = resolve_bindings(compiled, &principal.stored_bindings).1;
-                        names[i].clone()
-                    }
+                    Via::Binding(i) => names[i].clone(),
                     Via::SelfAccess => {
                         let (kind, id) = parsed.first();
                         let kind = &compiled.model().kinds[kind as usize].name;
