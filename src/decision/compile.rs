@@ -105,6 +105,11 @@ impl CompiledPolicy {
             kind_index,
             action_index,
             role_index,
+            role_names: model
+                .roles
+                .iter()
+                .map(|r| std::sync::Arc::from(r.name.as_str()))
+                .collect(),
             kind_children: (0..model.kinds.len())
                 .map(|k| {
                     (0..model.kinds.len())

@@ -127,6 +127,8 @@ pub struct CompiledPolicy {
     kind_index: FastMap<Box<str>, KindId>,
     action_index: FastMap<Box<str>, ActionId>,
     role_index: FastMap<Box<str>, RoleId>,
+    /// `[role]`: its name, shared, so a decision names its role without an allocation.
+    role_names: Box<[std::sync::Arc<str>]>,
     /// `[kind]`: the kinds directly beneath it, so a path segment after the first is looked up among
     /// one or two names instead of hashed.
     kind_children: Vec<Box<[KindId]>>,
@@ -161,6 +163,11 @@ impl CompiledPolicy {
     /// The id of the role `name`.
     pub fn role(&self, name: &str) -> Option<RoleId> {
         self.role_index.get(name).copied()
+    }
+
+    /// The name of role `id`, shared (one allocation per policy, not per decision).
+    pub fn role_name(&self, id: RoleId) -> Option<&std::sync::Arc<str>> {
+        self.role_names.get(id as usize)
     }
 
     /// The id of the scope kind `name`.

@@ -1,6 +1,7 @@
 //! Resource paths (`organization:6/project:3`), parsed without allocation against a compiled policy.
 
 use std::fmt;
+use std::sync::Arc;
 
 use super::CompiledPolicy;
 use crate::policy::model::KindId;
@@ -44,6 +45,7 @@ pub enum ResourceError {
 /// A parsed resource path borrowing its ids from the request.
 #[derive(Clone, Copy)]
 pub struct Resource<'a> {
+    text: &'a str,
     segs: [(KindId, &'a str); MAX_RESOURCE_DEPTH],
     len: usize,
 }
@@ -72,33 +74,72 @@ impl<'a> Resource<'a> {
         self.segs[0]
     }
 
+    /// The path as given (it parsed, so it is in canonical `kind:id/kind:id` form).
+    #[inline]
+    pub fn as_str(&self) -> &'a str {
+        self.text
+    }
+
     /// True if `prefix` is this path or an ancestor of it.
+    ///
+    /// Both paths parsed under the same policy, so each is the canonical text of its segments (no
+    /// whitespace, ids free of `/` and `:`, kind names unique): segment-wise equality of the first
+    /// `prefix.depth()` segments is equality of the text up to a `/` boundary. One short byte
+    /// comparison, on the one allocation that holds the prefix.
     #[inline]
     pub fn starts_with(&self, prefix: &OwnedPath) -> bool {
-        let p = &prefix.0;
-        // Deepest segment first: bindings that miss usually differ from the request at their last
-        // segment (another project, another scene), and only one id is compared then.
-        p.len() <= self.len
-            && p.iter()
-                .zip(&self.segs[..p.len()])
-                .rev()
-                .all(|((pk, pid), (k, id))| pk == k && bytes_eq(pid.as_bytes(), id.as_bytes()))
+        let (t, p) = (self.text.as_bytes(), prefix.text.as_bytes());
+        t.len() >= p.len()
+            && (t.len() == p.len() || t[p.len()] == b'/')
+            && t[..p.len()] == *p
     }
 
     /// An owned copy.
     pub fn to_owned_path(&self) -> OwnedPath {
-        OwnedPath(
-            self.segments()
-                .iter()
-                .map(|(k, id)| (*k, Box::<str>::from(*id)))
-                .collect(),
-        )
+        OwnedPath {
+            text: Arc::from(self.text),
+            depth: self.len as u8,
+            leaf: self.leaf_kind(),
+        }
     }
 }
 
-/// An owned resource path (a binding's scope, a key's scope).
+/// An owned resource path (a binding's scope, a key's scope): its canonical text in one shared
+/// allocation, which also serves as the `granted_at` of the decisions it grants.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OwnedPath(pub Box<[(KindId, Box<str>)]>);
+pub struct OwnedPath {
+    text: Arc<str>,
+    depth: u8,
+    leaf: KindId,
+}
+
+impl OwnedPath {
+    /// The path's text, e.g. `organization:6/project:3`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The path's text, shared.
+    pub fn text(&self) -> &Arc<str> {
+        &self.text
+    }
+
+    /// The number of segments.
+    pub fn depth(&self) -> usize {
+        usize::from(self.depth)
+    }
+
+    /// The kind of the last segment.
+    pub fn leaf_kind(&self) -> KindId {
+        self.leaf
+    }
+}
+
+impl fmt::Display for OwnedPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
 
 /// `a == b`, without a call to `memcmp` for the short names and ids of resource paths: up to 16 bytes
 /// are compared as two (possibly overlapping) 8-byte words, under 8 byte by byte.
@@ -162,6 +203,7 @@ impl CompiledPolicy {
         }
         let bytes = s.as_bytes();
         let mut r = Resource {
+            text: s,
             segs: [(0, ""); MAX_RESOURCE_DEPTH],
             len: 0,
         };

@@ -5,16 +5,22 @@
 //! began (`KeyTable::seq` unchanged, checked under the shard lock); the change hook removes stale
 //! entries under the same lock before the mutating call returns. So a revoked key is never served from
 //! the cache after its revocation returned.
+//!
+//! A key entry points straight at its owner's entry, so a warm decision makes one map lookup, not
+//! two. That pointer stays safe because every principal entry a key entry can hold is either the one
+//! in the principal map or marked stale: an entry enters a key entry only after it entered the map
+//! (or the key entry is not inserted: the sequence moved), and every path that takes an entry out of
+//! the map (invalidation, replacement, policy reload, a workspace change) marks it stale first.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
 use crate::decision::{Binding, KeyLimits};
-use crate::store::{Change, KeyId, KeyRecord, Principal, PrincipalId, Workspace};
+use crate::store::{Change, KeyId, KeyKind, KeyRecord, Principal, PrincipalId, Workspace};
 use crate::token::KeyHash;
 
 const SHARDS: usize = 64;
@@ -43,40 +49,158 @@ impl Hasher for PassThrough {
 
 type Map<K, V> = HashMap<K, V, BuildHasherDefault<PassThrough>>;
 
-/// A key as the hot path needs it.
+/// A key as the hot path needs it: the fields every decision reads first (`repr(C)` keeps them in
+/// the entry's first cache lines), its owner resolved, the full record behind a pointer.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct CachedKey {
-    pub record: KeyRecord,
+    pub hash: KeyHash,
+    pub id: KeyId,
+    pub owner: PrincipalId,
+    /// The owner as resolved when this entry was filled. Once it is marked stale, the engine
+    /// resolves the owner again and replaces this entry.
+    pub principal: Arc<CachedPrincipal>,
     /// The policy generation `limits` was resolved against.
     pub generation: u64,
-    pub limits: KeyLimits,
+    pub expires_at: Option<u64>,
     /// Unix seconds of the last use seen in memory, and of the last one written to storage.
     pub last_used: AtomicU64,
+    pub active: bool,
+    pub admin: bool,
+    pub limits: KeyLimits,
     pub persisted: AtomicU64,
+    pub record: Box<KeyRecord>,
+}
+
+impl CachedKey {
+    /// An entry for `record` owned by `principal`.
+    pub fn new(
+        record: KeyRecord,
+        principal: Arc<CachedPrincipal>,
+        generation: u64,
+        limits: KeyLimits,
+    ) -> Self {
+        let last = record.last_used.unwrap_or(0);
+        CachedKey {
+            hash: record.hash,
+            id: record.id,
+            owner: record.owner,
+            principal,
+            generation,
+            expires_at: record.expires_at,
+            last_used: AtomicU64::new(last),
+            active: record.active,
+            admin: record.kind == KeyKind::Admin,
+            limits,
+            persisted: AtomicU64::new(last),
+            record: Box::new(record),
+        }
+    }
+
+    /// The same key with another resolution of its owner; last-used times carried over.
+    pub fn with_principal(&self, principal: Arc<CachedPrincipal>) -> Self {
+        CachedKey {
+            hash: self.hash,
+            id: self.id,
+            owner: self.owner,
+            principal,
+            generation: self.generation,
+            expires_at: self.expires_at,
+            last_used: AtomicU64::new(self.last_used.load(Ordering::Relaxed)),
+            active: self.active,
+            admin: self.admin,
+            limits: self.limits.clone(),
+            persisted: AtomicU64::new(self.persisted.load(Ordering::Relaxed)),
+            record: self.record.clone(),
+        }
+    }
+}
+
+/// A principal's id as decimal text, inline (self access compares it with a resource's first id).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IdText {
+    buf: [u8; 20],
+    len: u8,
+}
+
+impl IdText {
+    pub fn new(id: PrincipalId) -> Self {
+        let mut buf = [0u8; 20];
+        let mut n = id;
+        let mut i = buf.len();
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        buf.copy_within(i.., 0);
+        IdText {
+            buf,
+            len: (20 - i) as u8,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // INVARIANT: `buf[..len]` holds ASCII digits only.
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+    }
 }
 
 /// A principal as the hot path needs it.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct CachedPrincipal {
-    pub principal: Principal,
-    pub login_lower: String,
+    /// Set when the cache drops this entry (a change to the principal, its bindings or workspaces,
+    /// or a policy reload), before the mutating call returns; key entries that still point here
+    /// then resolve their owner again.
+    pub stale: AtomicBool,
     /// The policy generation `bindings` were resolved against.
     pub generation: u64,
-    /// Bindings that resolve under the current policy, with their names for decisions.
-    pub bindings: Vec<Binding>,
-    pub binding_names: Vec<(Arc<str>, Arc<str>)>,
-    /// All stored bindings, including those the policy cannot use (for `explain`).
-    pub stored_bindings: Vec<crate::store::Binding>,
+    pub id: PrincipalId,
+    /// The principal's id as text, for self access.
+    pub id_text: IdText,
+    /// Bindings that resolve under the current policy (their scope texts name them in decisions).
+    pub bindings: Box<[Binding]>,
+    pub login_lower: Box<str>,
     /// The scope of the principal's default workspace, if any.
     pub default_workspace: Option<(Arc<str>, Arc<str>)>,
-    /// The principal's id as text, for self access.
-    pub id_text: Box<str>,
+    pub principal: Principal,
+    /// All stored bindings, including those the policy cannot use (for `explain`).
+    pub stored_bindings: Vec<crate::store::Binding>,
+}
+
+impl CachedPrincipal {
+    /// Usable for a decision under policy `generation`.
+    #[inline]
+    pub fn is_current(&self, generation: u64) -> bool {
+        self.generation == generation && !self.stale.load(Ordering::Acquire)
+    }
+
+    fn retire(&self) {
+        self.stale.store(true, Ordering::Release);
+    }
+}
+
+/// A lock on its own cache lines, so readers of neighbouring shards on other cores do not contend
+/// for one line (every read lock writes its lock word).
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard<T>(RwLock<T>);
+
+impl<T> std::ops::Deref for Shard<T> {
+    type Target = RwLock<T>;
+    fn deref(&self) -> &RwLock<T> {
+        &self.0
+    }
 }
 
 #[derive(Default)]
 pub(crate) struct Cache {
-    keys: Vec<RwLock<Map<[u8; 32], Arc<CachedKey>>>>,
-    principals: Vec<RwLock<Map<PrincipalId, Arc<CachedPrincipal>>>>,
+    keys: Vec<Shard<Map<[u8; 32], Arc<CachedKey>>>>,
+    principals: Vec<Shard<Map<PrincipalId, Arc<CachedPrincipal>>>>,
     workspaces: RwLock<HashMap<String, Arc<Workspace>>>,
     /// Last-used times of entries evicted before they were written.
     pending_last_used: Mutex<Vec<(KeyId, u64)>>,
@@ -93,8 +217,8 @@ fn principal_shard(id: PrincipalId) -> usize {
 impl Cache {
     pub fn new() -> Self {
         Cache {
-            keys: (0..SHARDS).map(|_| RwLock::default()).collect(),
-            principals: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            keys: (0..SHARDS).map(|_| Shard::default()).collect(),
+            principals: (0..SHARDS).map(|_| Shard::default()).collect(),
             workspaces: RwLock::default(),
             pending_last_used: Mutex::default(),
         }
@@ -107,10 +231,12 @@ impl Cache {
 
     /// Inserts `entry` unless `still_current()` says a mutation committed since the read began.
     pub fn insert_key(&self, entry: Arc<CachedKey>, still_current: impl Fn() -> bool) {
-        let hash = entry.record.hash;
+        let hash = entry.hash;
         let mut shard = self.keys[key_shard(&hash)].write();
         if still_current() {
-            shard.insert(hash.0, entry);
+            if let Some(old) = shard.insert(hash.0, entry) {
+                self.keep_last_used(&old);
+            }
         }
     }
 
@@ -122,12 +248,27 @@ impl Cache {
             .cloned()
     }
 
-    pub fn insert_principal(&self, entry: Arc<CachedPrincipal>, still_current: impl Fn() -> bool) {
-        let id = entry.principal.id;
+    /// Inserts `entry` unless `still_current()` says a mutation committed since the read began, and
+    /// returns the entry to use: one already cached for the same generation wins over `entry`, so
+    /// that every entry a key entry points to is either in the map or marked stale.
+    pub fn insert_principal(
+        &self,
+        entry: Arc<CachedPrincipal>,
+        still_current: impl Fn() -> bool,
+    ) -> Arc<CachedPrincipal> {
+        let id = entry.id;
         let mut shard = self.principals[principal_shard(id)].write();
-        if still_current() {
-            shard.insert(id, entry);
+        if !still_current() {
+            return entry;
         }
+        if let Some(existing) = shard.get(&id) {
+            if existing.is_current(entry.generation) {
+                return Arc::clone(existing);
+            }
+            existing.retire();
+        }
+        shard.insert(id, Arc::clone(&entry));
+        entry
     }
 
     pub fn workspace(&self, public_key: &str) -> Option<Arc<Workspace>> {
@@ -149,7 +290,9 @@ impl Cache {
             }
         }
         for &p in &change.principals {
-            self.principals[principal_shard(p)].write().remove(&p);
+            if let Some(old) = self.principals[principal_shard(p)].write().remove(&p) {
+                old.retire();
+            }
         }
         if !change.workspaces.is_empty() {
             let mut map = self.workspaces.write();
@@ -158,9 +301,17 @@ impl Cache {
             }
             drop(map);
             // Principals cache their default workspace's scope: drop them all (workspace changes are rare).
-            for shard in &self.principals {
-                shard.write().clear();
+            self.clear_principals();
+        }
+    }
+
+    fn clear_principals(&self) {
+        for shard in &self.principals {
+            let mut s = shard.write();
+            for p in s.values() {
+                p.retire();
             }
+            s.clear();
         }
     }
 
@@ -173,16 +324,14 @@ impl Cache {
             }
             s.clear();
         }
-        for shard in &self.principals {
-            shard.write().clear();
-        }
+        self.clear_principals();
         self.workspaces.write().clear();
     }
 
     fn keep_last_used(&self, e: &CachedKey) {
         let used = e.last_used.load(Ordering::Relaxed);
         if used > e.persisted.load(Ordering::Relaxed) {
-            self.pending_last_used.lock().push((e.record.id, used));
+            self.pending_last_used.lock().push((e.id, used));
         }
     }
 
@@ -194,7 +343,7 @@ impl Cache {
                 let used = e.last_used.load(Ordering::Relaxed);
                 if used > e.persisted.load(Ordering::Relaxed) {
                     e.persisted.store(used, Ordering::Relaxed);
-                    out.push((e.record.id, used));
+                    out.push((e.id, used));
                 }
             }
         }

@@ -87,7 +87,7 @@ impl Engine {
                             "does not cover the resource".to_string()
                         } else {
                             match compiled.decide(
-                                &p.id_text,
+                                p.id_text.as_str(),
                                 std::slice::from_ref(&resolved),
                                 &ident.key.limits,
                                 action,

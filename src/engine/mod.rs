@@ -17,7 +17,7 @@ mod manage;
 mod reason;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -33,9 +33,9 @@ use crate::decision::{CompiledPolicy, Forbidden, KeyLimits, Outcome, Via};
 use crate::diag::Report;
 use crate::policy::model::Unauthenticated;
 use crate::policy::{self, Policy};
-use crate::store::{KeyKind, KeyTable, PrincipalId, StoreError, StoreOptions};
+use crate::store::{KeyTable, PrincipalId, StoreError, StoreOptions};
 use crate::token::{self, KeyFormat, TokenError};
-use cache::{Cache, CachedKey, CachedPrincipal};
+use cache::{Cache, CachedKey, CachedPrincipal, IdText};
 
 /// Everything that can stop an engine from opening or reloading.
 #[derive(Debug, thiserror::Error)]
@@ -190,7 +190,7 @@ pub struct Identity {
 impl Identity {
     /// The principal's id.
     pub fn principal(&self) -> PrincipalId {
-        self.principal.principal.id
+        self.principal.id
     }
 
     /// The principal's login.
@@ -200,7 +200,7 @@ impl Identity {
 
     /// The key's id.
     pub fn key(&self) -> crate::store::KeyId {
-        self.key.record.id
+        self.key.id
     }
 
     /// How the credential arrived.
@@ -392,30 +392,34 @@ impl Engine {
             Ok(None) | Err(_) => return Err(Deny::unauthenticated(Reason::UnknownKey)),
         };
         // The map lookup matched on the hash; compare it again in constant time.
-        if key.record.hash != hash {
+        if key.hash != hash {
             return Err(Deny::unauthenticated(Reason::UnknownKey));
         }
         let deny = |reason| Deny {
             reason,
-            principal: Some(key.record.owner),
-            key: Some(key.record.id),
+            principal: Some(key.owner),
+            key: Some(key.id),
         };
-        if !key.record.active {
+        if !key.active {
             return Err(deny(Reason::InactiveKey));
         }
         let now = now();
-        if key.record.expires_at.is_some_and(|t| t <= now) {
+        if key.expires_at.is_some_and(|t| t <= now) {
             return Err(deny(Reason::ExpiredKey));
         }
-        let principal = match self.cached_principal(state, key.record.owner) {
-            Ok(Some(p)) => p,
-            Ok(None) | Err(_) => return Err(deny(Reason::UnknownKey)),
+        let principal = if key.principal.is_current(state.generation) {
+            Arc::clone(&key.principal)
+        } else {
+            match self.reresolve_owner(state, &key) {
+                Ok(Some(p)) => p,
+                Ok(None) | Err(_) => return Err(deny(Reason::UnknownKey)),
+            }
         };
         if let Some(email) = &p.email {
             let matches = if email.is_ascii() {
                 email.eq_ignore_ascii_case(&principal.login_lower)
             } else {
-                email.to_lowercase() == principal.login_lower
+                *email.to_lowercase() == *principal.login_lower
             };
             if !matches {
                 return Err(deny(Reason::EmailMismatch));
@@ -423,7 +427,7 @@ impl Engine {
         }
         let workspace = match &p.workspace {
             Some(public_key) => {
-                if key.record.kind != KeyKind::Admin {
+                if !key.admin {
                     return Err(deny(Reason::WorkspaceHeaderNeedsAdminKey));
                 }
                 match self.cached_workspace(public_key) {
@@ -455,17 +459,17 @@ impl Engine {
             principal: Some(ident.principal()),
             key: Some(ident.key()),
         };
-        let key = match self.cached_key(state, &ident.key.record.hash) {
-            Ok(Some(k)) if k.record.id == ident.key.record.id => k,
+        let key = match self.cached_key(state, &ident.key.hash) {
+            Ok(Some(k)) if k.id == ident.key.id => k,
             _ => return Err(deny(Reason::UnknownKey)),
         };
-        if !key.record.active {
+        if !key.active {
             return Err(deny(Reason::InactiveKey));
         }
-        if key.record.expires_at.is_some_and(|t| t <= now()) {
+        if key.expires_at.is_some_and(|t| t <= now()) {
             return Err(deny(Reason::ExpiredKey));
         }
-        let principal = match self.cached_principal(state, key.record.owner) {
+        let principal = match self.cached_principal(state, key.owner) {
             Ok(Some(p)) => p,
             _ => return Err(deny(Reason::UnknownKey)),
         };
@@ -525,16 +529,28 @@ impl Engine {
         };
         let principal = &ident.principal;
         // An entry resolved under an older policy is resolved again here (once), not trusted.
-        let (bindings, names) = if principal.generation == state.generation {
-            (&principal.bindings, &principal.binding_names)
+        let bindings: &[crate::decision::Binding] = if principal.generation == state.generation {
+            &principal.bindings
         } else {
             bindings_owned = resolve_bindings(compiled, &principal.stored_bindings);
-            (&bindings_owned.0, &bindings_owned.1)
+            &bindings_owned
         };
-        match compiled.decide(&principal.id_text, bindings, limits, action_id, &parsed) {
+        match compiled.decide(
+            principal.id_text.as_str(),
+            bindings,
+            limits,
+            action_id,
+            &parsed,
+        ) {
             Outcome::Allow(via) => {
                 let (role, granted_at) = match via {
-                    Via::Binding(i) => names[i].clone(),
+                    Via::Binding(i) => {
+                        let b = &bindings[i];
+                        let role = compiled
+                            .role_name(b.role)
+                            .map_or_else(|| Arc::from(""), Arc::clone);
+                        (role, Arc::clone(b.scope.text()))
+                    }
                     Via::SelfAccess => {
                         let (kind, id) = parsed.first();
                         let kind = &compiled.model().kinds[kind as usize].name;
@@ -542,8 +558,8 @@ impl Engine {
                     }
                 };
                 Decision::Allow(Allow {
-                    principal: principal.principal.id,
-                    key: ident.key.record.id,
+                    principal: principal.id,
+                    key: ident.key.id,
                     role,
                     granted_at,
                     style: ident.style,
@@ -641,20 +657,35 @@ impl Engine {
         let Some(record) = self.table.key_by_hash(hash)? else {
             return Ok(None);
         };
+        let Some(principal) = self.cached_principal(state, record.owner)? else {
+            return Ok(None);
+        };
         let limits = resolve_limits(&state.compiled, &record);
-        let last = record.last_used.unwrap_or(0);
-        let entry = Arc::new(CachedKey {
-            record,
-            generation: state.generation,
-            limits,
-            last_used: AtomicU64::new(last),
-            persisted: AtomicU64::new(last),
-        });
+        let entry = Arc::new(CachedKey::new(record, principal, state.generation, limits));
         let current = state.generation;
         self.cache.insert_key(Arc::clone(&entry), || {
             self.table.seq() == seq && self.state.load().generation == current
         });
         Ok(Some(entry))
+    }
+
+    /// `key`'s owner resolved afresh (its cached entry went stale), and `key`'s cache entry replaced
+    /// by one pointing at the fresh resolution.
+    fn reresolve_owner(
+        &self,
+        state: &PolicyState,
+        key: &CachedKey,
+    ) -> Result<Option<Arc<CachedPrincipal>>, StoreError> {
+        let seq = self.table.seq();
+        let Some(principal) = self.cached_principal(state, key.owner)? else {
+            return Ok(None);
+        };
+        let entry = Arc::new(key.with_principal(Arc::clone(&principal)));
+        let current = state.generation;
+        self.cache.insert_key(entry, || {
+            self.table.seq() == seq && self.state.load().generation == current
+        });
+        Ok(Some(principal))
     }
 
     fn cached_principal(
@@ -663,7 +694,7 @@ impl Engine {
         id: PrincipalId,
     ) -> Result<Option<Arc<CachedPrincipal>>, StoreError> {
         if let Some(p) = self.cache.principal(id) {
-            if p.generation == state.generation {
+            if p.is_current(state.generation) {
                 return Ok(Some(p));
             }
         }
@@ -672,7 +703,7 @@ impl Engine {
             return Ok(None);
         };
         let stored = self.table.bindings_of(id)?;
-        let (bindings, binding_names) = resolve_bindings(&state.compiled, &stored);
+        let bindings = resolve_bindings(&state.compiled, &stored);
         let default_workspace = match &principal.default_workspace {
             Some(pk) => self.table.workspace(pk)?.map(|ws| {
                 (
@@ -683,20 +714,20 @@ impl Engine {
             None => None,
         };
         let entry = Arc::new(CachedPrincipal {
-            login_lower: principal.login.to_lowercase(),
-            id_text: principal.id.to_string().into_boxed_str(),
-            principal,
+            stale: AtomicBool::new(false),
             generation: state.generation,
-            bindings,
-            binding_names,
-            stored_bindings: stored,
+            id: principal.id,
+            id_text: IdText::new(principal.id),
+            bindings: bindings.into_boxed_slice(),
+            login_lower: principal.login.to_lowercase().into_boxed_str(),
             default_workspace,
+            principal,
+            stored_bindings: stored,
         });
         let current = state.generation;
-        self.cache.insert_principal(Arc::clone(&entry), || {
+        Ok(Some(self.cache.insert_principal(entry, || {
             self.table.seq() == seq && self.state.load().generation == current
-        });
-        Ok(Some(entry))
+        })))
     }
 
     fn cached_workspace(&self, public_key: &str) -> Option<Arc<crate::store::Workspace>> {
@@ -726,21 +757,14 @@ fn resolve_limits(compiled: &CompiledPolicy, record: &crate::store::KeyRecord) -
     )
 }
 
-type ResolvedBindings = (Vec<crate::decision::Binding>, Vec<(Arc<str>, Arc<str>)>);
-
 fn resolve_bindings(
     compiled: &CompiledPolicy,
     stored: &[crate::store::Binding],
-) -> ResolvedBindings {
-    let mut bindings = Vec::with_capacity(stored.len());
-    let mut names = Vec::with_capacity(stored.len());
-    for b in stored {
-        if let Some(resolved) = compiled.resolve_binding(&b.role, &b.scope) {
-            bindings.push(resolved);
-            names.push((Arc::from(b.role.as_str()), Arc::from(b.scope.as_str())));
-        }
-    }
-    (bindings, names)
+) -> Vec<crate::decision::Binding> {
+    stored
+        .iter()
+        .filter_map(|b| compiled.resolve_binding(&b.role, &b.scope))
+        .collect()
 }
 
 /// Joins a context scope and a resource that starts beneath it; `.` is the context itself. `None`
