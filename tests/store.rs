@@ -1616,48 +1616,98 @@ fn cache_capacity_is_an_option() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn layout_1_tables_are_migrated_on_open() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("db");
-    let (owner, before) = {
-        let t = KeyTable::open(&path, StoreOptions::default())?;
-        let owner = user(&t, "a@example.org")?;
-        t.import_key(Actor::Cli, NewKey::new(owner, "seed"), SEED_KEY)?;
-        let (old, _) = t.create_key(Actor::Cli, NewKey::new(owner, "gen"))?;
-        t.rotate_key(Actor::Cli, old.id, FAR)?;
-        (owner, t.list_keys()?)
-    };
-    // Rewrite it as layout 1 wrote it: records under their id, the hash index holding ids.
-    {
-        let db = sled::open(&path)?;
-        for rec in &before {
-            let mut id_key = vec![0x03];
-            id_key.extend_from_slice(&rec.id.to_be_bytes());
-            let mut hash_key = vec![0x04];
-            hash_key.extend_from_slice(&rec.hash.0);
-            let bytes = db.get(&hash_key)?.ok_or("no record")?;
+/// A table with a rotated generated key and an imported one; its keys as listed.
+fn table_to_migrate(path: &std::path::Path) -> Result<(u64, Vec<KeyRecord>), Box<dyn std::error::Error>> {
+    let t = KeyTable::open(path, StoreOptions::default())?;
+    let owner = user(&t, "a@example.org")?;
+    t.import_key(Actor::Cli, NewKey::new(owner, "seed"), SEED_KEY)?;
+    let (old, _) = t.create_key(Actor::Cli, NewKey::new(owner, "gen"))?;
+    t.rotate_key(Actor::Cli, old.id, FAR)?;
+    Ok((owner, t.list_keys()?))
+}
+
+/// Rewrites the current layout's key entries as layout `version` (1 or 2) wrote them.
+fn rewrite_as_layout(
+    path: &std::path::Path,
+    before: &[KeyRecord],
+    version: u32,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let db = sled::open(path)?;
+    for rec in before {
+        let mut id_key = vec![0x03];
+        id_key.extend_from_slice(&rec.id.to_be_bytes());
+        let mut short_key = vec![0x04];
+        short_key.extend_from_slice(&rec.hash.0[..16]);
+        let mut full_key = vec![0x04];
+        full_key.extend_from_slice(&rec.hash.0);
+        let bytes = db.remove(&short_key)?.ok_or("no record")?;
+        if version == 1 {
+            // Records under their id, the hash index holding ids.
             db.insert(id_key, bytes)?;
-            db.insert(hash_key, rec.id.to_be_bytes().to_vec())?;
+            db.insert(full_key, rec.id.to_be_bytes().to_vec())?;
+        } else {
+            // Records under the whole hash, the id index holding whole hashes.
+            db.insert(id_key, rec.hash.0.to_vec())?;
+            db.insert(full_key, bytes)?;
         }
-        let mut magic = b"keyward".to_vec();
-        magic.extend_from_slice(&1u32.to_be_bytes());
-        db.insert(b"\x00magic", magic)?;
-        db.flush()?;
     }
-    let t = KeyTable::open(&path, StoreOptions::default())?;
-    assert_eq!(t.list_keys()?, before);
-    assert_eq!(t.keys_of(owner)?, before);
-    for rec in &before {
-        assert_eq!(t.key(rec.id)?.as_ref(), Some(rec));
-        assert_eq!(t.key_by_hash(&rec.hash)?.as_ref(), Some(rec));
+    let mut magic = b"keyward".to_vec();
+    magic.extend_from_slice(&version.to_be_bytes());
+    db.insert(b"\x00magic", magic)?;
+    db.flush()?;
+    Ok(())
+}
+
+#[test]
+fn older_layouts_are_migrated_on_open() -> TestResult {
+    for version in [1, 2] {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("db");
+        let (owner, before) = table_to_migrate(&path)?;
+        rewrite_as_layout(&path, &before, version)?;
+        let t = KeyTable::open(&path, StoreOptions::default())?;
+        assert_eq!(t.list_keys()?, before, "layout {version}");
+        assert_eq!(t.keys_of(owner)?, before, "layout {version}");
+        for rec in &before {
+            assert_eq!(t.key(rec.id)?.as_ref(), Some(rec), "layout {version}");
+            assert_eq!(t.key_by_hash(&rec.hash)?.as_ref(), Some(rec), "layout {version}");
+        }
+        let seed = t.key_by_hash(&t.hash(SEED_KEY))?.ok_or("seed key lost")?;
+        t.delete_key(Actor::Cli, seed.id)?;
+        assert!(t.key_by_hash(&t.hash(SEED_KEY))?.is_none());
+        // Importing the same secret again is refused as before.
+        let again = t.import_key(Actor::Cli, NewKey::new(owner, "again"), SEED_KEY)?;
+        assert!(t
+            .import_key(Actor::Cli, NewKey::new(owner, "twice"), SEED_KEY)
+            .is_err());
+        t.delete_key(Actor::Cli, again.id)?;
+        drop(t);
+        // Migrated once: reopening finds the current layout, with nothing of the old one left over.
+        let t = KeyTable::open(&path, StoreOptions::default())?;
+        assert_eq!(t.list_keys()?.len(), before.len() - 1, "layout {version}");
+        drop(t);
+        let db = sled::open(&path)?;
+        let stray = db
+            .scan_prefix([0x04])
+            .keys()
+            .filter(|k| k.as_ref().map_or(true, |k| k.len() != 17))
+            .count();
+        assert_eq!(stray, 0, "layout {version}: old key entries left behind");
     }
-    let seed = t.key_by_hash(&t.hash(SEED_KEY))?.ok_or("seed key lost")?;
-    t.delete_key(Actor::Cli, seed.id)?;
-    assert!(t.key_by_hash(&t.hash(SEED_KEY))?.is_none());
-    drop(t);
-    // Migrated once: reopening finds layout 2.
-    let t = KeyTable::open(&path, StoreOptions::default())?;
-    assert_eq!(t.list_keys()?.len(), before.len() - 1);
+    Ok(())
+}
+
+#[test]
+fn a_hash_sharing_only_the_record_key_prefix_finds_nothing() -> TestResult {
+    let t = KeyTable::temporary(StoreOptions::default())?;
+    let a = user(&t, "a@example.org")?;
+    let rec = t.import_key(Actor::Cli, NewKey::new(a, "seed"), SEED_KEY)?;
+    // Records are stored under the hash's first 16 bytes; the rest must match too.
+    for i in [16, 31] {
+        let mut other = rec.hash;
+        other.0[i] ^= 1;
+        assert_eq!(t.key_by_hash(&other)?, None, "byte {i} differs");
+    }
+    assert_eq!(t.key_by_hash(&rec.hash)?, Some(rec));
     Ok(())
 }

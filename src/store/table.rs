@@ -141,15 +141,19 @@ fn u64_value(v: u64) -> Vec<u8> {
     v.to_be_bytes().to_vec()
 }
 
-/// The record key of the hash stored in the key id index.
-fn hash_key(hash: &[u8]) -> Result<[u8; 33]> {
-    let hash: [u8; 32] = hash.try_into().map_err(|_| {
+/// The record key of the hash prefix stored in the key id index.
+fn hash_key(prefix: &[u8]) -> Result<[u8; 1 + layout::HASH_KEY_BYTES]> {
+    let prefix: &[u8; layout::HASH_KEY_BYTES] = prefix.try_into().map_err(|_| {
         StoreError::corrupt(
             "key id index entry",
-            format!("expected 32 bytes, found {}", hash.len()),
+            format!(
+                "expected {} bytes, found {}",
+                layout::HASH_KEY_BYTES,
+                prefix.len()
+            ),
         )
     })?;
-    Ok(layout::key_by_hash(&KeyHash(hash)))
+    Ok(layout::key_by_hash_prefix(prefix))
 }
 
 /// The record the key id index led to, which must exist and carry that id.
@@ -163,7 +167,7 @@ fn record_at_hash(id: KeyId, hash: &[u8], record: Option<Vec<u8>>) -> Result<Key
             ))
         }
     };
-    if record.id != id || record.hash.0 != hash {
+    if record.id != id || !record.hash.0.starts_with(hash) {
         return Err(StoreError::corrupt(
             "key id index entry",
             format!("key {id} leads to the record of key {}", record.id),
@@ -172,8 +176,9 @@ fn record_at_hash(id: KeyId, hash: &[u8], record: Option<Vec<u8>>) -> Result<Key
     Ok(record)
 }
 
-/// Migrates a layout version 1 table (key records under their id, hash index to ids) to version 2 (records
-/// under their hash, id index to hashes), in one atomic batch with the new marker.
+/// Migrates a layout version 1 table (key records under their id, hash index to ids) to the current
+/// layout (records under their hash prefix, id index to hash prefixes), in one atomic batch with the
+/// new marker.
 fn migrate_v1(backend: &dyn Backend) -> Result<()> {
     let mut batch = WriteBatch::new();
     for entry in backend.scan_prefix(&[layout::KEY], Order::Forward) {
@@ -185,9 +190,43 @@ fn migrate_v1(backend: &dyn Backend) -> Result<()> {
                 format!("record of key {} stored under another id", rec.id),
             ));
         }
-        batch.put(k, rec.hash.0.to_vec());
+        batch.put(k, layout::hash_prefix(&rec.hash).to_vec());
         batch.put(layout::key_by_hash(&rec.hash).to_vec(), v);
     }
+    // Version 1's hash index entries (`0x04` + 32-byte hash -> id) go; the records above replace them.
+    for entry in backend.scan_prefix(&[layout::KEY_BY_HASH], Order::Forward) {
+        let (k, _) = entry?;
+        if k.len() != 1 + layout::HASH_KEY_BYTES {
+            batch.delete(k);
+        }
+    }
+    finish_migration(backend, batch)
+}
+
+/// Migrates a layout version 2 table (records under the whole 32-byte hash, id index to whole hashes)
+/// to version 3 (records under the hash's first 16 bytes), in one atomic batch with the new marker.
+fn migrate_v2(backend: &dyn Backend) -> Result<()> {
+    let mut batch = WriteBatch::new();
+    for entry in backend.scan_prefix(&[layout::KEY_BY_HASH], Order::Forward) {
+        let (k, v) = entry?;
+        let rec: KeyRecord = decode(&v)?;
+        if k.get(1..) != Some(rec.hash.0.as_slice()) {
+            return Err(StoreError::corrupt(
+                "key record",
+                format!("record of key {} stored under another hash", rec.id),
+            ));
+        }
+        batch.delete(k);
+        batch.put(layout::key_by_hash(&rec.hash).to_vec(), v);
+        batch.put(
+            layout::key(rec.id).to_vec(),
+            layout::hash_prefix(&rec.hash).to_vec(),
+        );
+    }
+    finish_migration(backend, batch)
+}
+
+fn finish_migration(backend: &dyn Backend, mut batch: WriteBatch) -> Result<()> {
     let mut magic = MAGIC.to_vec();
     magic.extend_from_slice(&LAYOUT_VERSION.to_be_bytes());
     batch.put(layout::meta("magic"), magic);
@@ -246,6 +285,8 @@ impl KeyTable {
                 ]);
                 if version == 1 {
                     migrate_v1(backend.as_ref())?;
+                } else if version == 2 {
+                    migrate_v2(backend.as_ref())?;
                 } else if version != LAYOUT_VERSION {
                     return Err(StoreError::UnsupportedVersion {
                         what: "database layout",
@@ -467,9 +508,11 @@ impl KeyTable {
         }
     }
 
-    /// The key with this hash: one read. The engine's cache-miss path.
+    /// The key with this hash: one read, and the whole hash compared in constant time. The engine's
+    /// cache-miss path.
     pub fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
-        self.get_record(&layout::key_by_hash(hash))
+        let rec: Option<KeyRecord> = self.get_record(&layout::key_by_hash(hash))?;
+        Ok(rec.filter(|r| r.hash == *hash))
     }
 
     /// The keys of a principal, by id. [`StoreError::NotFound`] if the principal does not exist.
@@ -1103,6 +1146,8 @@ impl Bulk<'_> {
         }
     }
 
+    /// A stored key under the same record key: the same secret, or (never seen: 128 bits of BLAKE3)
+    /// another whose hash starts the same. Both are refused.
     fn check_hash_free(&self, hash: &KeyHash) -> Result<()> {
         if self.get(&layout::key_by_hash(hash))?.is_some() {
             return Err(StoreError::conflict(
@@ -1130,7 +1175,10 @@ impl Bulk<'_> {
 
     /// Writes a new key record and its index entries.
     fn put_new_key(batch: &mut WriteBatch, rec: &KeyRecord) -> Result<()> {
-        batch.put(layout::key(rec.id).to_vec(), rec.hash.0.to_vec());
+        batch.put(
+            layout::key(rec.id).to_vec(),
+            layout::hash_prefix(&rec.hash).to_vec(),
+        );
         batch.put(layout::key_by_hash(&rec.hash).to_vec(), encode(rec)?);
         batch.put(layout::key_by_owner(rec.owner, rec.id), Vec::new());
         batch.put(layout::key_name(rec.owner, &rec.name), u64_value(rec.id));
@@ -1248,7 +1296,7 @@ impl Bulk<'_> {
         let mut next = *self.state;
         let first = next.next_key;
         let mut owners: HashSet<PrincipalId> = HashSet::new();
-        let mut hashes: HashSet<[u8; 32]> = HashSet::with_capacity(keys.len());
+        let mut hashes: HashSet<[u8; layout::HASH_KEY_BYTES]> = HashSet::with_capacity(keys.len());
         let mut names: HashSet<(PrincipalId, String)> = HashSet::with_capacity(keys.len());
         let mut records = Vec::with_capacity(keys.len());
         for (new, secret) in keys {
@@ -1268,7 +1316,7 @@ impl Bulk<'_> {
             }
             self.check_name_free(new.owner, &new.name, None)?;
             let hash = t.hasher.hash(secret);
-            if !hashes.insert(hash.0) {
+            if !hashes.insert(*layout::hash_prefix(&hash)) {
                 return Err(StoreError::conflict(
                     "a key with the same secret already exists",
                 ));
