@@ -184,10 +184,12 @@ pub enum ServeError {
 /// writes the pending last-used times. Blocking.
 pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
     // Lines go through a background writer (never dropped: `lossy(false)` applies back-pressure
-    // instead); the guard flushes what is left when `run` returns.
+    // instead); the guard flushes what is left when `run` returns. The writer thread buffers and
+    // flushes whenever it has drained the queue: one write(2) per burst of lines, not per line, and
+    // a line still reaches stderr as soon as the writer is idle.
     let (writer, _flush_on_return) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
-        .finish(io::stderr());
+        .finish(io::BufWriter::with_capacity(64 * 1024, io::stderr()));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
