@@ -19,7 +19,7 @@
 //! query, the presented key when known, the caller as actor), queued in memory by
 //! [`KeyTable::record_denial`](crate::store::KeyTable::record_denial) and written in batches: `GET
 //! /audit` writes the queue before reading, the host's [`KeyTable::flush`](crate::store::KeyTable::flush)
-//! and dropping the table do too.
+//! and dropping the table do too (`keyward serve` also every few seconds and at shutdown).
 //!
 //! **Invariant:** no handler panics and no response echoes a secret; a generated secret is returned
 //! once, in the response that created it. Errors are `{"status":"error","code":..,"message":..}`.
