@@ -626,3 +626,191 @@ fn key_management_disabled() {
         .error(403, "key_management_disabled");
     c.get("/workspaces").error(403, "key_management_disabled");
 }
+
+/// The `access_denied` entries of the audit log as the admin API shows them to `admin`, newest first.
+fn denials(admin: &Client) -> Vec<serde_json::Value> {
+    let r = admin.get("/audit?limit=1000");
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["op"] == "access_denied")
+        .cloned()
+        .collect()
+}
+
+/// Every 401 and 403 lands in the audit log once: status, code, method, path without the query,
+/// the caller as actor when its key is known; never a secret nor the Authorization header.
+#[test]
+fn refused_calls_are_audited_without_secrets() {
+    let w = world();
+    let alice_auth = w.alice.auth.clone().expect("alice's header").1;
+    let alice_key = alice_auth.trim_start_matches("apiToken ").to_owned();
+    let alice_key_id =
+        w.e.table()
+            .keys_of(w.alice_id)
+            .expect("keys")
+            .first()
+            .expect("alice's key")
+            .id;
+    let seq = w.e.table().seq();
+
+    w.anon.get("/keys").error(401, "no_credential");
+    w.alice
+        .post("/principals", json!({ "login": "mallory@example.com" }))
+        .error(403, "no_role");
+    // A credential in the query string: the query is never recorded.
+    let forged = "kw_ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ";
+    let r = w.anon.get(&format!("/whoami?apiToken={forged}"));
+    assert_eq!(r.status, 401, "{}", r.body);
+    let forged_code = r.json()["code"].as_str().expect("code").to_owned();
+    // An allowed call is not a refusal; a 404 is not either.
+    assert_eq!(w.alice.get("/whoami").status, 200);
+    w.alice
+        .get("/principals/bob@example.com")
+        .error(404, "not_found");
+
+    // Queued, not written: the log and its sequence number did not move.
+    assert_eq!(w.e.table().seq(), seq);
+    assert_eq!(w.e.table().pending_denials().queued, 3);
+
+    let found = denials(&w.admin);
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert_eq!(w.e.table().pending_denials().queued, 0);
+    let (query, forbidden, anon) = (&found[0], &found[1], &found[2]);
+    assert_eq!(anon["actor"], "anonymous");
+    assert_eq!(
+        anon["denial"],
+        json!({ "status": 401, "code": "no_credential", "method": "GET",
+                "path": "/keyward/v1/keys", "key": null })
+    );
+    assert_eq!(
+        anon["text"],
+        "denied GET /keyward/v1/keys: 401 no_credential"
+    );
+    assert_eq!(anon["principals"], json!([]));
+    assert_eq!(forbidden["actor"], json!({ "principal": w.alice_id }));
+    assert_eq!(
+        forbidden["denial"],
+        json!({ "status": 403, "code": "no_role", "method": "POST",
+                "path": "/keyward/v1/principals", "key": alice_key_id })
+    );
+    assert_eq!(forbidden["principals"], json!([w.alice_id]));
+    assert_eq!(query["actor"], "anonymous");
+    assert_eq!(query["denial"]["path"], "/keyward/v1/whoami");
+    assert_eq!(query["denial"]["code"], forged_code.as_str());
+    let seqs: Vec<u64> = found.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert_eq!(seqs, [seq + 3, seq + 2, seq + 1]);
+
+    // The secret and the header appear nowhere in the log, through the API or the table.
+    let all = w.admin.get("/audit?limit=1000").body;
+    let entries = format!(
+        "{:?}",
+        w.e.table()
+            .audit(keyward::store::AuditQuery {
+                principal: None,
+                limit: 1000,
+                before: None
+            })
+            .expect("audit")
+    );
+    for text in [&all, &entries] {
+        for secret in [alice_key.as_str(), alice_auth.as_str(), forged, "apiToken"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+    // Alice reads her own refusal; the admin of environment 1 does not see bob's.
+    let mine = w.alice.get("/audit?principal=alice@example.com").json();
+    assert!(mine["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .any(|e| e["op"] == "access_denied"));
+    w.bob
+        .post("/principals", json!({ "login": "x@example.com" }))
+        .error(403, "no_role");
+    assert_eq!(denials(&w.admin).len(), 3);
+    assert_eq!(w.e.table().pending_denials().queued, 0);
+}
+
+/// A refusal changes nothing: no cache entry is dropped, the sequence number does not move until the
+/// queue is written (and then without telling the cache), and allowed calls go on as before.
+#[test]
+fn a_refusal_does_not_touch_the_engine_cache() {
+    let w = world();
+    assert_eq!(w.admin.get("/whoami").status, 200);
+    assert_eq!(w.alice.get("/whoami").status, 200);
+    let cached = w.e.cached();
+    assert!(cached.0 >= 2 && cached.1 >= 2, "{cached:?}");
+    let seq = w.e.table().seq();
+    for _ in 0..20 {
+        w.anon.get("/principals").error(401, "no_credential");
+        w.alice
+            .post("/principals", json!({ "login": "m@example.com" }))
+            .error(403, "no_role");
+    }
+    assert_eq!(w.e.table().seq(), seq);
+    assert_eq!(w.e.cached(), cached);
+    w.e.table().flush().expect("flush");
+    assert_eq!(w.e.table().seq(), seq + 40);
+    assert_eq!(
+        w.e.cached(),
+        cached,
+        "writing refusals invalidated the cache"
+    );
+    assert_eq!(w.alice.get("/whoami").status, 200);
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "authorization",
+        format!("apiToken {}", w.admin_secret)
+            .parse()
+            .expect("header"),
+    );
+    assert!(w
+        .e
+        .authorize(&keyward::Request::new(
+            &headers,
+            "manage_tokens",
+            "environment:1"
+        ))
+        .is_allowed());
+    assert_eq!(w.e.cached(), cached);
+}
+
+/// Past `DENIAL_QUEUE_MAX` queued refusals, more are only counted, and one `denials_not_recorded`
+/// entry says how many when the queue is written.
+#[test]
+fn a_flood_of_refusals_is_bounded_and_summarised() {
+    use keyward::store::{PendingDenials, DENIAL_QUEUE_MAX};
+    let w = world();
+    let before = w.e.table().seq();
+    for _ in 0..DENIAL_QUEUE_MAX + 25 {
+        let r = server::send(w.anon.addr, "GET", "/keyward/v1/keys", &[], None);
+        assert_eq!(r.status, 401);
+    }
+    assert_eq!(
+        w.e.table().pending_denials(),
+        PendingDenials {
+            queued: DENIAL_QUEUE_MAX,
+            dropped: 25
+        }
+    );
+    assert_eq!(w.e.table().seq(), before);
+    let page = w.admin.get("/audit?limit=2").json();
+    let newest = &page["entries"][0];
+    assert_eq!(newest["op"], "denials_not_recorded", "{page:#}");
+    assert_eq!(newest["actor"], "system");
+    assert_eq!(newest["not_recorded"], 25);
+    assert_eq!(page["entries"][1]["op"], "access_denied");
+    assert_eq!(
+        w.e.table().pending_denials(),
+        PendingDenials::default(),
+        "the queue drained"
+    );
+    assert_eq!(w.e.table().seq(), before + DENIAL_QUEUE_MAX as u64 + 1);
+    // The next refusal is recorded again, with no summary.
+    w.anon.get("/keys").error(401, "no_credential");
+    let page = w.admin.get("/audit?limit=1").json();
+    assert_eq!(page["entries"][0]["op"], "access_denied");
+}

@@ -722,3 +722,67 @@ fn server_mode_credentials_and_refusals() {
         .expect("run");
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Refused admin calls show in `keyward audit`: with `--server` (the API writes the queued refusals
+/// before reading the log) and with `--db` (written when the table that queued them was closed).
+#[test]
+fn refused_calls_show_in_audit_with_db_and_server() {
+    let (db, srv) = modes();
+    let addr: std::net::SocketAddr = srv.target[1]
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .expect("server address");
+    server::send(
+        addr,
+        "GET",
+        "/keyward/v1/principals?apiToken=kw_x",
+        &[],
+        None,
+    )
+    .error(401, "malformed_key");
+    let (code, out, err) = srv.run(&r(&["audit", "--limit", "5"], 0, &[], &[]));
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("denied"))
+        .unwrap_or_else(|| panic!("no refusal in\n{out}"));
+    assert!(line.contains("anonymous"), "{line}");
+    assert!(
+        line.contains("denied GET /keyward/v1/principals: 401 malformed_key"),
+        "{line}"
+    );
+    let (_, out, _) = srv.run(&r(&["audit", "--json"], 0, &[], &[]));
+    assert!(out.contains("\"op\": \"access_denied\""), "{out}");
+    assert!(
+        out.contains("\"path\": \"/keyward/v1/principals\""),
+        "{out}"
+    );
+    assert!(!out.contains("kw_x"), "{out}");
+
+    {
+        let t = KeyTable::open(&db.target[1], Default::default()).expect("open");
+        t.record_denial(keyward::store::NewDenial {
+            actor: Actor::Principal(1),
+            status: 403,
+            code: "no_role",
+            method: "POST",
+            path: "/keyward/v1/principals",
+            key: Some(1),
+        });
+    }
+    let (code, out, err) = db.run(&r(&["audit"], 0, &[], &[]));
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("denied"))
+        .unwrap_or_else(|| panic!("no refusal in\n{out}"));
+    assert!(line.contains("principal 1"), "{line}");
+    assert!(
+        line.contains("denied POST /keyward/v1/principals: 403 no_role (key 1)"),
+        "{line}"
+    );
+    let (_, out, _) = db.run(&r(&["audit", "--json"], 0, &[], &[]));
+    assert!(out.contains("\"code\": \"no_role\""), "{out}");
+}

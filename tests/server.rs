@@ -699,3 +699,52 @@ fn limits_answer_with_clear_statuses() {
         200
     );
 }
+
+/// The admin API's refused calls wait in memory; `keyward serve` writes them to the audit log in the
+/// background (without anyone reading the log) and what is left at shutdown.
+#[cfg(feature = "admin")]
+#[test]
+fn refused_admin_calls_are_written_in_the_background_and_at_shutdown() {
+    use keyward::store::{AuditQuery, Op, PendingDenials};
+    let refusals = |e: &Engine| {
+        e.table()
+            .audit(AuditQuery {
+                principal: None,
+                limit: 100,
+                before: None,
+            })
+            .expect("audit")
+            .into_iter()
+            .filter(|e| matches!(e.op, Op::AccessDenied { .. }))
+            .count()
+    };
+    let refuse = |addr| {
+        raw(
+            addr,
+            b"GET /keyward/v1/principals HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .status
+    };
+
+    let t = TestServer::start("seed-platform", |o| {
+        o.refusal_write_interval = Some(Duration::from_millis(50))
+    });
+    let e = Arc::clone(t.server().engine());
+    assert_eq!(refuse(t.addr), 401);
+    let mut waited = 0;
+    while e.table().pending_denials() != PendingDenials::default() {
+        waited += 1;
+        assert!(waited < 100, "the background task writes the queue");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(refusals(&e), 1);
+
+    let mut t = TestServer::start("seed-platform", |o| o.refusal_write_interval = None);
+    let e = Arc::clone(t.server().engine());
+    assert_eq!(refuse(t.addr), 401);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(e.table().pending_denials().queued, 1, "no background task");
+    t.shutdown();
+    assert_eq!(e.table().pending_denials(), PendingDenials::default());
+    assert_eq!(refusals(&e), 1);
+}

@@ -4,9 +4,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use keyward::store::{
-    decode, encode, Actor, AuditQuery, KeyKind, KeyRecord, KeyTable, NewKey, NewPrincipal, Op,
-    PrincipalId, PrincipalKind, StoreError, StoreOptions, Workspace, FORMAT_VERSION,
-    LAYOUT_VERSION,
+    decode, encode, Actor, AuditQuery, KeyKind, KeyRecord, KeyTable, NewDenial, NewKey,
+    NewPrincipal, Op, PendingDenials, PrincipalId, PrincipalKind, StoreError, StoreOptions,
+    Workspace, DENIAL_PATH_MAX, DENIAL_QUEUE_MAX, FORMAT_VERSION, LAYOUT_VERSION,
 };
 use keyward::token::{
     classify, display_prefix, Hasher, KeyFormat, KeyHash, Secret, TokenError, TokenShape,
@@ -1709,5 +1709,211 @@ fn a_hash_sharing_only_the_record_key_prefix_finds_nothing() -> TestResult {
         assert_eq!(t.key_by_hash(&other)?, None, "byte {i} differs");
     }
     assert_eq!(t.key_by_hash(&rec.hash)?, Some(rec));
+    Ok(())
+}
+
+// ----- refused calls in the audit log -----
+
+fn refusal<'a>(actor: Actor, status: u16, code: &'a str, path: &'a str) -> NewDenial<'a> {
+    NewDenial {
+        actor,
+        status,
+        code,
+        method: "GET",
+        path,
+        key: None,
+    }
+}
+
+#[test]
+fn refusals_are_queued_then_written_as_entries_that_are_not_changes() -> TestResult {
+    let t = table();
+    let notified = Arc::new(AtomicU64::new(0));
+    {
+        let notified = Arc::clone(&notified);
+        t.subscribe(Box::new(move |_| {
+            notified.fetch_add(1, Ordering::Relaxed);
+        }));
+    }
+    let p = user(&t, "a@example.org")?;
+    let seq = t.seq();
+    assert_eq!(notified.load(Ordering::Relaxed), 1);
+
+    assert!(t.record_denial(refusal(Actor::Anonymous, 401, "no_credential", "/v1/keys")));
+    let long = format!("/v1/\u{7}{}", "é".repeat(400));
+    assert!(t.record_denial(NewDenial {
+        method: "POST",
+        key: Some(7),
+        ..refusal(Actor::Principal(p), 403, "no_role", &long)
+    }));
+    // Queued only: nothing written, nothing moved, nobody told.
+    assert_eq!(t.seq(), seq);
+    assert_eq!(all_audit(&t)?.len(), 1);
+    assert_eq!(
+        t.pending_denials(),
+        PendingDenials {
+            queued: 2,
+            dropped: 0
+        }
+    );
+
+    assert_eq!(t.write_denials()?, 2);
+    assert_eq!(t.seq(), seq + 2, "refusals take sequence numbers");
+    assert_eq!(notified.load(Ordering::Relaxed), 1, "but notify nobody");
+    assert_eq!(t.pending_denials(), PendingDenials::default());
+    assert_eq!(t.write_denials()?, 0);
+    assert_eq!(t.seq(), seq + 2);
+
+    let log = all_audit(&t)?;
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[1].seq, seq + 1);
+    assert_eq!(log[1].actor, Actor::Anonymous);
+    assert_eq!(
+        log[1].op,
+        Op::AccessDenied {
+            status: 401,
+            code: "no_credential".into(),
+            method: "GET".into(),
+            path: "/v1/keys".into(),
+            key: None,
+        }
+    );
+    assert!(!log[1].op.is_change() && log[1].op.is_denial());
+    assert!(log[2].op.is_change());
+    assert_eq!(log[0].actor, Actor::Principal(p));
+    let Op::AccessDenied { path, key, .. } = &log[0].op else {
+        return Err(format!("expected a refusal, got {:?}", log[0].op).into());
+    };
+    assert_eq!(*key, Some(7));
+    assert!(path.len() <= DENIAL_PATH_MAX, "{}", path.len());
+    assert!(
+        path.starts_with("/v1/\u{fffd}é") && path.ends_with("é..."),
+        "{path}"
+    );
+    assert!(!path.chars().any(char::is_control));
+    // Indexed under the principal refused; read back by the change log too.
+    let mine = t.audit(AuditQuery {
+        principal: Some(p),
+        limit: 10,
+        before: None,
+    })?;
+    assert_eq!(mine.len(), 2);
+    let since = t.changes_since(seq, 10)?;
+    assert_eq!(since.len(), 2);
+    assert!(since.iter().all(|e| !e.op.is_change()));
+    // The next mutation takes the next number and is the only one subscribers hear of.
+    user(&t, "b@example.org")?;
+    assert_eq!(t.seq(), seq + 3);
+    assert_eq!(notified.load(Ordering::Relaxed), 2);
+    Ok(())
+}
+
+#[test]
+fn the_refusal_queue_is_bounded_and_counts_what_it_drops() -> TestResult {
+    let t = table();
+    for i in 0..DENIAL_QUEUE_MAX + 300 {
+        let queued = t.record_denial(refusal(Actor::Anonymous, 401, "unknown_key", "/v1/keys"));
+        assert_eq!(queued, i < DENIAL_QUEUE_MAX);
+    }
+    assert_eq!(
+        t.pending_denials(),
+        PendingDenials {
+            queued: DENIAL_QUEUE_MAX,
+            dropped: 300
+        }
+    );
+    assert_eq!(t.write_denials()?, DENIAL_QUEUE_MAX + 1);
+    let log = all_audit(&t)?;
+    assert_eq!(log.len(), DENIAL_QUEUE_MAX + 1);
+    assert_eq!(log[0].actor, Actor::System);
+    assert_eq!(log[0].op, Op::DenialsNotRecorded { count: 300 });
+    assert!(!log[0].op.is_change());
+    assert!(log[1..]
+        .iter()
+        .all(|e| matches!(e.op, Op::AccessDenied { .. })));
+    // Drained: the next refusal is queued again, and no second summary follows it.
+    assert!(t.record_denial(refusal(Actor::Anonymous, 401, "unknown_key", "/v1/keys")));
+    assert_eq!(t.write_denials()?, 1);
+    assert!(matches!(all_audit(&t)?[0].op, Op::AccessDenied { .. }));
+    Ok(())
+}
+
+#[test]
+fn refusals_survive_reopening_after_a_flush_and_are_written_on_drop() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("db");
+    let p = {
+        let t = KeyTable::open(&path, StoreOptions::default())?;
+        let p = user(&t, "a@example.org")?;
+        t.record_denial(refusal(Actor::Principal(p), 403, "no_role", "/v1/audit"));
+        t.flush()?;
+        assert_eq!(t.pending_denials(), PendingDenials::default());
+        assert_eq!(t.seq(), 2);
+        // Still queued when the table is dropped: written then.
+        t.record_denial(refusal(Actor::Anonymous, 401, "no_credential", "/v1/keys"));
+        p
+    };
+    let t = KeyTable::open(&path, StoreOptions::default())?;
+    assert_eq!(t.seq(), 3);
+    let log = all_audit(&t)?;
+    let ops: Vec<(u64, &Op)> = log.iter().map(|e| (e.seq, &e.op)).collect();
+    assert!(
+        matches!(
+            ops.as_slice(),
+            [
+                (3, Op::AccessDenied { status: 401, .. }),
+                (2, Op::AccessDenied { status: 403, .. }),
+                (1, Op::PrincipalAdded { .. }),
+            ]
+        ),
+        "{ops:?}"
+    );
+    assert_eq!(log[1].actor, Actor::Principal(p));
+    // Counters continue after them.
+    user(&t, "b@example.org")?;
+    assert_eq!(t.seq(), 4);
+    Ok(())
+}
+
+/// New variants are appended: entries written before them keep their bytes and meaning (no format
+/// version bump), and the new ones take the next variant indices.
+#[test]
+fn audit_entry_variants_keep_their_indices() -> TestResult {
+    use keyward::store::AuditEntry;
+    let old = AuditEntry {
+        seq: 1,
+        at: 2,
+        actor: Actor::Cli,
+        op: Op::WorkspaceRemoved {
+            public_key: "pk".into(),
+            company: None,
+        },
+    };
+    // version, seq, at, actor Cli (2), op WorkspaceRemoved (16), "pk", None
+    let bytes = [FORMAT_VERSION, 1, 2, 2, 16, 2, b'p', b'k', 0];
+    assert_eq!(encode(&old)?, bytes);
+    assert_eq!(decode::<AuditEntry>(&bytes)?, old);
+    let denied = AuditEntry {
+        seq: 1,
+        at: 2,
+        actor: Actor::Anonymous,
+        op: Op::AccessDenied {
+            status: 7,
+            code: "c".into(),
+            method: "m".into(),
+            path: "p".into(),
+            key: None,
+        },
+    };
+    let bytes = [FORMAT_VERSION, 1, 2, 3, 17, 7, 1, b'c', 1, b'm', 1, b'p', 0];
+    assert_eq!(encode(&denied)?, bytes);
+    assert_eq!(decode::<AuditEntry>(&bytes)?, denied);
+    let summary = AuditEntry {
+        seq: 1,
+        at: 2,
+        actor: Actor::System,
+        op: Op::DenialsNotRecorded { count: 5 },
+    };
+    assert_eq!(encode(&summary)?, [FORMAT_VERSION, 1, 2, 0, 18, 5]);
     Ok(())
 }

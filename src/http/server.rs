@@ -101,6 +101,10 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// Where to mount the admin API (feature `admin`), e.g. `/keyward/v1`; `None` leaves it out.
     pub admin_prefix: Option<String>,
+    /// How often the admin API's refused calls, queued in memory, are written to the audit log
+    /// ([`KeyTable::write_denials`](crate::store::KeyTable::write_denials)); they are also written when
+    /// the log is read through the API and at shutdown. `None`: only then.
+    pub refusal_write_interval: Option<Duration>,
 }
 
 impl ServeOptions {
@@ -128,6 +132,7 @@ impl ServeOptions {
             log_decisions: true,
             shutdown_grace: Duration::from_secs(10),
             admin_prefix: Some("/keyward/v1".to_string()),
+            refusal_write_interval: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -150,6 +155,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("log_decisions", &self.log_decisions)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("admin_prefix", &self.admin_prefix)
+            .field("refusal_write_interval", &self.refusal_write_interval)
             .finish()
     }
 }
@@ -181,7 +187,7 @@ pub enum ServeError {
 
 /// Runs `keyward serve` until SIGTERM or SIGINT: builds its own runtime, installs a `tracing`
 /// subscriber (`RUST_LOG`, default `info`) unless one is set, serves, shuts down gracefully and
-/// writes the pending last-used times. Blocking.
+/// writes the pending last-used times and refused admin calls. Blocking.
 pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
     // Lines go through a background writer (never dropped: `lossy(false)` applies back-pressure
     // instead); the guard flushes what is left when `run` returns. The writer thread buffers and
@@ -369,6 +375,14 @@ impl Server {
                 }
             }));
         }
+        #[cfg(feature = "admin")]
+        if let (Some(every), Some(_)) = (shared.opts.refusal_write_interval, &shared.admin) {
+            background.push(tokio::spawn(write_refusals(
+                Arc::clone(&shared),
+                every,
+                stop_rx.clone(),
+            )));
+        }
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared), stop_rx));
         Ok(Server {
             addr,
@@ -400,12 +414,24 @@ impl Server {
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the grace period), closes idle
-    /// connections and writes the pending last-used times.
+    /// connections and writes the pending last-used times and the admin API's queued refusals.
     pub async fn shutdown(self) -> Result<(), ServeError> {
         let _ = self.stop.send(true);
         let _ = self.accept.await;
         for b in self.background {
             let _ = b.await;
+        }
+        let table = self.shared.engine.table();
+        match table
+            .write_denials()
+            .and_then(|n| table.flush().map(|()| n))
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                entries = n,
+                "wrote the refused admin calls to the audit log"
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot write the refused admin calls"),
         }
         match self.shared.engine.flush_last_used() {
             Ok(n) => {
@@ -480,6 +506,27 @@ impl Reloader {
             }
         }
         result
+    }
+}
+
+/// Writes the admin API's queued refusals to the audit log every `every` (one batch each time).
+#[cfg(feature = "admin")]
+async fn write_refusals(shared: Arc<Shared>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let s = Arc::clone(&shared);
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = s.engine.table().write_denials() {
+                        tracing::error!(error = %e, "cannot write the refused admin calls");
+                    }
+                })
+                .await;
+            }
+            _ = stop.changed() => break,
+        }
     }
 }
 

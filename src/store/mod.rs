@@ -21,7 +21,10 @@ pub use codec::{decode, encode, Record, FORMAT_VERSION, MAX_RECORD_LEN};
 pub use error::{Result, StoreError};
 pub use layout::LAYOUT_VERSION;
 pub use record::{
-    Actor, AuditEntry, AuditQuery, Binding, KeyId, KeyKind, KeyRecord, NewKey, NewPrincipal, Op,
-    Principal, PrincipalId, PrincipalKind, Workspace,
+    Actor, AuditEntry, AuditQuery, Binding, KeyId, KeyKind, KeyRecord, NewDenial, NewKey,
+    NewPrincipal, Op, Principal, PrincipalId, PrincipalKind, Workspace,
 };
-pub use table::{Bulk, Change, KeyTable, StoreOptions, Subscriber, DEFAULT_CACHE_CAPACITY};
+pub use table::{
+    Bulk, Change, KeyTable, PendingDenials, StoreOptions, Subscriber, DEFAULT_CACHE_CAPACITY,
+    DENIAL_PATH_MAX, DENIAL_QUEUE_MAX,
+};

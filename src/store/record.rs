@@ -135,6 +135,8 @@ pub enum Actor {
     Principal(PrincipalId),
     /// An operator at the shell.
     Cli,
+    /// A caller who presented no key the table knows: the actor of an [`Op::AccessDenied`] entry only.
+    Anonymous,
 }
 
 /// One mutation, as recorded in the audit log. Carries ids and names, never a secret.
@@ -290,6 +292,34 @@ pub enum Op {
         /// Its company.
         company: Option<PrincipalId>,
     },
+    /// A call was refused (the admin API records every 401 and 403 it answers). Not a change: it
+    /// takes a sequence number when written, but no subscriber hears of it (see
+    /// [`KeyTable::record_denial`]). The entry's actor is the principal whose key was presented, when
+    /// the table knows that key (also when it is inactive or expired), else [`Actor::Anonymous`].
+    /// Never holds a secret or a credential.
+    ///
+    /// [`KeyTable::record_denial`]: super::KeyTable::record_denial
+    AccessDenied {
+        /// The HTTP status answered: 401 or 403.
+        status: u16,
+        /// The reason code answered, e.g. `no_role`.
+        code: String,
+        /// The request method.
+        method: String,
+        /// The request path, without the query string (a credential may travel there), cut to
+        /// [`DENIAL_PATH_MAX`](super::DENIAL_PATH_MAX) bytes.
+        path: String,
+        /// The key presented, when the table knows it.
+        key: Option<KeyId>,
+    },
+    /// `count` refused calls were not recorded: the queue of refusals waiting to be written was full
+    /// (see [`KeyTable::record_denial`]). Written, by [`Actor::System`], after the refusals that were.
+    ///
+    /// [`KeyTable::record_denial`]: super::KeyTable::record_denial
+    DenialsNotRecorded {
+        /// How many.
+        count: u64,
+    },
 }
 
 impl Op {
@@ -313,16 +343,34 @@ impl Op {
             Op::WorkspaceAdded { company, .. } | Op::WorkspaceRemoved { company, .. } => {
                 company.iter().copied().collect()
             }
+            // A refusal concerns its actor only, who is indexed as the actor.
+            Op::AccessDenied { .. } | Op::DenialsNotRecorded { .. } => Vec::new(),
         }
+    }
+
+    /// Whether this entry records a change of the table's contents. Records of refused calls
+    /// ([`Op::AccessDenied`], [`Op::DenialsNotRecorded`]) are not: a reader of
+    /// [`KeyTable::changes_since`](super::KeyTable::changes_since) skips them.
+    pub fn is_change(&self) -> bool {
+        !self.is_denial()
+    }
+
+    /// Whether this entry records refused calls: [`Op::AccessDenied`] or [`Op::DenialsNotRecorded`].
+    pub fn is_denial(&self) -> bool {
+        matches!(
+            self,
+            Op::AccessDenied { .. } | Op::DenialsNotRecorded { .. }
+        )
     }
 }
 
 /// One entry of the audit log, which is also the change log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
-    /// Sequence number, starting at 1, one per committed mutation.
+    /// Sequence number, starting at 1, one per committed mutation and per record of refused calls
+    /// (those take theirs when written, in batches, so their order by `seq` is the order of writing).
     pub seq: u64,
-    /// Time of the mutation, unix seconds.
+    /// Time of the mutation or of the refusal, unix seconds.
     pub at: u64,
     /// Who performed it.
     pub actor: Actor,
@@ -391,6 +439,25 @@ impl NewKey {
             kind: KeyKind::Standard,
         }
     }
+}
+
+/// Input of [`KeyTable::record_denial`](super::KeyTable::record_denial): a refused call, as recorded in
+/// an [`Op::AccessDenied`] entry. Longer fields are cut (the path to
+/// [`DENIAL_PATH_MAX`](super::DENIAL_PATH_MAX) bytes) and control characters replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewDenial<'a> {
+    /// The principal whose key was presented, when the table knows it; [`Actor::Anonymous`] otherwise.
+    pub actor: Actor,
+    /// The HTTP status answered (401 or 403).
+    pub status: u16,
+    /// The reason code answered.
+    pub code: &'a str,
+    /// The request method.
+    pub method: &'a str,
+    /// The request path, WITHOUT the query string.
+    pub path: &'a str,
+    /// The key presented, when the table knows it.
+    pub key: Option<KeyId>,
 }
 
 /// Input of [`KeyTable::audit`](super::KeyTable::audit): newest first, optionally one principal's entries,

@@ -4,6 +4,9 @@
 //! then writes ONE atomic batch holding the records, their index entries, the audit entry with the next
 //! sequence number and the updated counters, flushes it (unless in [`KeyTable::bulk`] mode), bumps the
 //! in-memory sequence number and notifies subscribers, all before returning.
+//!
+//! Refused calls are the exception: [`KeyTable::record_denial`] only queues them in memory (bounded), and
+//! [`KeyTable::write_denials`] writes the queue as one batch of audit entries that are not changes.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -20,8 +23,8 @@ use super::codec::{decode, encode, Record};
 use super::error::{Result, StoreError};
 use super::layout::{self, LAYOUT_VERSION, MAGIC};
 use super::record::{
-    Actor, AuditEntry, AuditQuery, Binding, KeyId, KeyRecord, NewKey, NewPrincipal, Op, Principal,
-    PrincipalId, Workspace,
+    Actor, AuditEntry, AuditQuery, Binding, KeyId, KeyRecord, NewDenial, NewKey, NewPrincipal, Op,
+    Principal, PrincipalId, Workspace,
 };
 use super::validate;
 use crate::token::{classify, display_prefix, Hasher, KeyFormat, KeyHash, Secret, TokenShape};
@@ -92,6 +95,49 @@ pub type Subscriber = Box<dyn Fn(&Change) + Send + Sync>;
 
 type Subscribers = Arc<Vec<Arc<dyn Fn(&Change) + Send + Sync>>>;
 
+/// At most this many refused calls wait in memory to be written to the audit log (see
+/// [`KeyTable::record_denial`]); beyond, they are only counted.
+pub const DENIAL_QUEUE_MAX: usize = 1000;
+/// The longest request path an [`Op::AccessDenied`] entry records, in bytes; a longer one is cut and
+/// ends with `...`.
+pub const DENIAL_PATH_MAX: usize = 256;
+/// The longest method and reason code an [`Op::AccessDenied`] entry records, in bytes.
+const DENIAL_FIELD_MAX: usize = 64;
+
+/// Refused calls waiting to be written to the audit log: [`KeyTable::pending_denials`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PendingDenials {
+    /// Refusals queued, at most [`DENIAL_QUEUE_MAX`].
+    pub queued: usize,
+    /// Refusals that found the queue full, to be written as one [`Op::DenialsNotRecorded`] entry.
+    pub dropped: u64,
+}
+
+/// The queue behind [`KeyTable::record_denial`]: time, actor and operation of each refusal.
+#[derive(Default)]
+struct Denials {
+    queued: Vec<(u64, Actor, Op)>,
+    dropped: u64,
+}
+
+/// `s` cut to at most `max` bytes (ending with `...` when cut), control characters replaced by U+FFFD.
+fn clip_field(s: &str, max: usize) -> String {
+    let clean = |c: char| if c.is_control() { '\u{fffd}' } else { c };
+    let fits = s.chars().map(|c| clean(c).len_utf8()).sum::<usize>() <= max;
+    let budget = if fits { max } else { max.saturating_sub(3) };
+    let mut out = String::with_capacity(s.len().min(max));
+    for c in s.chars().map(clean) {
+        if out.len() + c.len_utf8() > budget {
+            break;
+        }
+        out.push(c);
+    }
+    if !fits {
+        out.push_str("...");
+    }
+    out
+}
+
 /// Counters kept in meta and cached under the writer lock.
 #[derive(Debug, Clone, Copy)]
 struct Counters {
@@ -115,6 +161,7 @@ pub struct KeyTable {
     writer: Mutex<Counters>,
     seq: AtomicU64,
     subscribers: RwLock<Subscribers>,
+    denials: Mutex<Denials>,
     path: Option<PathBuf>,
     id: u64,
 }
@@ -331,6 +378,7 @@ impl KeyTable {
             seq: AtomicU64::new(counters.seq),
             writer: Mutex::new(counters),
             subscribers: RwLock::new(Arc::new(Vec::new())),
+            denials: Mutex::new(Denials::default()),
             path,
             id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
         })
@@ -341,7 +389,9 @@ impl KeyTable {
         self.path.as_deref()
     }
 
-    /// The sequence number of the last committed mutation (0 for a new table).
+    /// The sequence number of the last entry of the audit log (0 for a new table): it moves with every
+    /// committed mutation, and when queued refusals are written ([`KeyTable::write_denials`], which
+    /// notifies no subscriber).
     pub fn seq(&self) -> u64 {
         self.seq.load(Ordering::Acquire)
     }
@@ -369,9 +419,122 @@ impl KeyTable {
         *subs = Arc::new(next);
     }
 
-    /// Makes every applied mutation durable.
+    /// Writes the queued refusals ([`KeyTable::write_denials`]; skipped when called with this table's
+    /// writer lock held, e.g. inside [`KeyTable::bulk`]), then makes everything applied durable.
     pub fn flush(&self) -> Result<()> {
-        self.backend.flush()
+        let written = match self.write_denials() {
+            Err(StoreError::Reentrant) => Ok(0),
+            r => r,
+        };
+        let flushed = self.backend.flush();
+        written?;
+        flushed
+    }
+
+    /// Queues a refused call for the audit log, as an [`Op::AccessDenied`] entry; returns whether it was
+    /// queued. The admin API calls this for every 401 and 403 it answers.
+    ///
+    /// No I/O and no writer lock: a push onto a bounded in-memory queue, so that callers who are refused
+    /// (possibly unauthenticated, possibly many) cannot make the table write, flush, or move its sequence
+    /// number per call. The queue is written as one batch by [`KeyTable::write_denials`] (also through
+    /// [`KeyTable::flush`] and when the table is dropped). At most [`DENIAL_QUEUE_MAX`] refusals wait; the
+    /// ones that find the queue full are only counted, and the next write records their number in one
+    /// [`Op::DenialsNotRecorded`] entry.
+    ///
+    /// **Durability:** queued refusals live in memory until written. A process that dies before (no
+    /// graceful shutdown, no drop) loses them; a written batch reaches the disk with sled's next
+    /// flush (about every half second) or at [`KeyTable::flush`]. Refusals are evidence, not state: they
+    /// are never worth a disk flush per call.
+    pub fn record_denial(&self, denial: NewDenial<'_>) -> bool {
+        let mut q = self.denials.lock();
+        if q.queued.len() >= DENIAL_QUEUE_MAX {
+            q.dropped = q.dropped.saturating_add(1);
+            return false;
+        }
+        let op = Op::AccessDenied {
+            status: denial.status,
+            code: clip_field(denial.code, DENIAL_FIELD_MAX),
+            method: clip_field(denial.method, DENIAL_FIELD_MAX),
+            path: clip_field(denial.path, DENIAL_PATH_MAX),
+            key: denial.key,
+        };
+        q.queued.push((now(), denial.actor, op));
+        true
+    }
+
+    /// How many refused calls wait to be written, and how many were not queued since the last write.
+    pub fn pending_denials(&self) -> PendingDenials {
+        let q = self.denials.lock();
+        PendingDenials {
+            queued: q.queued.len(),
+            dropped: q.dropped,
+        }
+    }
+
+    /// Writes the queued refusals ([`KeyTable::record_denial`]) to the audit log in one batch, followed by
+    /// one [`Op::DenialsNotRecorded`] entry if some found the queue full; returns how many entries were
+    /// written. Each takes the next sequence number and [`KeyTable::seq`] moves, but no subscriber is told:
+    /// nothing became stale (the engine's cache keeps every entry; a cache fill that raced this write is
+    /// merely not kept). Applies the batch without forcing it to disk (see [`KeyTable::flush`]). If the
+    /// write fails, the refusals it held are counted as not recorded.
+    pub fn write_denials(&self) -> Result<usize> {
+        {
+            let q = self.denials.lock();
+            if q.queued.is_empty() && q.dropped == 0 {
+                return Ok(0);
+            }
+        }
+        let mut w = self.lock()?;
+        let Denials { queued, dropped } = std::mem::take(&mut *self.denials.lock());
+        let lost = u64::try_from(queued.len())
+            .unwrap_or(u64::MAX)
+            .saturating_add(dropped);
+        let summary = (dropped > 0).then(|| {
+            (
+                now(),
+                Actor::System,
+                Op::DenialsNotRecorded { count: dropped },
+            )
+        });
+        let mut next = *w.state;
+        let built = (|| -> Result<(WriteBatch, usize)> {
+            let mut batch = WriteBatch::new();
+            let mut written = 0;
+            for (at, actor, op) in queued.into_iter().chain(summary) {
+                next.seq = next.seq.checked_add(1).ok_or_else(|| {
+                    StoreError::corrupt("meta record", "the sequence number overflowed")
+                })?;
+                let entry = AuditEntry {
+                    seq: next.seq,
+                    at,
+                    actor,
+                    op,
+                };
+                batch.put(layout::audit(entry.seq).to_vec(), encode(&entry)?);
+                for p in entry.principals() {
+                    batch.put(layout::audit_by_principal(p, entry.seq), Vec::new());
+                }
+                written += 1;
+            }
+            batch.put(layout::meta("seq"), u64_value(next.seq));
+            Ok((batch, written))
+        })();
+        let applied = built.and_then(|(batch, written)| {
+            self.backend.apply(batch)?;
+            Ok(written)
+        });
+        match applied {
+            Ok(written) => {
+                *w.state = next;
+                self.seq.store(next.seq, Ordering::Release);
+                Ok(written)
+            }
+            Err(e) => {
+                let mut q = self.denials.lock();
+                q.dropped = q.dropped.saturating_add(lost);
+                Err(e)
+            }
+        }
     }
 
     fn lock(&self) -> Result<Bulk<'_>> {
@@ -742,7 +905,8 @@ impl KeyTable {
         }
     }
 
-    /// Up to `limit` changes committed after `seq`, oldest first: the audit log read as a change log.
+    /// Up to `limit` entries written after `seq`, oldest first: the audit log read as a change log. Records
+    /// of refused calls are among them; [`Op::is_change`] tells them apart.
     pub fn changes_since(&self, seq: u64, limit: usize) -> Result<Vec<AuditEntry>> {
         let Some(from) = seq.checked_add(1) else {
             return Ok(Vec::new());
@@ -1690,6 +1854,15 @@ impl Bulk<'_> {
         let next = *self.state;
         self.commit(batch, next, actor, op, stale)?;
         Ok(workspace)
+    }
+}
+
+impl Drop for KeyTable {
+    fn drop(&mut self) {
+        // Best effort: the refusals still queued. Nobody can hold the writer lock any more.
+        if self.write_denials().is_ok_and(|n| n > 0) {
+            let _ = self.backend.flush();
+        }
     }
 }
 

@@ -126,6 +126,7 @@ pub fn actor_text(a: Actor) -> String {
     match a {
         Actor::System => "system".to_owned(),
         Actor::Cli => "cli".to_owned(),
+        Actor::Anonymous => "anonymous".to_owned(),
         Actor::Principal(id) => format!("principal {id}"),
     }
 }
@@ -249,25 +250,64 @@ pub fn op_text(op: &Op) -> (&'static str, String) {
             "workspace_removed",
             format!("workspace `{public_key}` removed"),
         ),
+        Op::AccessDenied {
+            status,
+            code,
+            method,
+            path,
+            key,
+        } => (
+            "access_denied",
+            format!(
+                "denied {method} {path}: {status} {code}{}",
+                key.map_or(String::new(), |k| format!(" (key {k})"))
+            ),
+        ),
+        Op::DenialsNotRecorded { count } => (
+            "denials_not_recorded",
+            format!("{count} denial(s) not recorded: the queue was full"),
+        ),
     }
 }
 
-/// An audit entry as JSON.
+/// An audit entry as JSON. A refused call (`access_denied`) adds `denial`: `{status, code, method,
+/// path, key}`; `denials_not_recorded` adds `not_recorded`, the count.
 pub fn audit_json(e: &AuditEntry) -> Value {
     let (op, text) = op_text(&e.op);
     let actor = match e.actor {
         Actor::System => json!("system"),
         Actor::Cli => json!("cli"),
+        Actor::Anonymous => json!("anonymous"),
         Actor::Principal(id) => json!({ "principal": id }),
     };
-    json!({
+    let mut v = json!({
         "seq": e.seq,
         "at": e.at,
         "actor": actor,
         "op": op,
         "principals": e.principals(),
         "text": text,
-    })
+    });
+    match &e.op {
+        Op::AccessDenied {
+            status,
+            code,
+            method,
+            path,
+            key,
+        } => {
+            v["denial"] = json!({
+                "status": status,
+                "code": code,
+                "method": method,
+                "path": path,
+                "key": key,
+            });
+        }
+        Op::DenialsNotRecorded { count } => v["not_recorded"] = json!(count),
+        _ => {}
+    }
+    v
 }
 
 /// A principal kind from its CLI and JSON name.

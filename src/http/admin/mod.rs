@@ -14,6 +14,13 @@
 //!   policy's self rules, on another's keys at the admin scope that covers the target (or `?at=`);
 //! - bindings and workspaces need the manage action at their own scope.
 //!
+//! Every 401 and 403 the router answers is recorded in the key table's audit log as an
+//! [`Op::AccessDenied`](crate::store::Op::AccessDenied) entry (status, code, method, path without the
+//! query, the presented key when known, the caller as actor), queued in memory by
+//! [`KeyTable::record_denial`](crate::store::KeyTable::record_denial) and written in batches: `GET
+//! /audit` writes the queue before reading, the host's [`KeyTable::flush`](crate::store::KeyTable::flush)
+//! and dropping the table do too (`keyward serve` also every few seconds and at shutdown).
+//!
 //! **Invariant:** no handler panics and no response echoes a secret; a generated secret is returned
 //! once, in the response that created it. Errors are `{"status":"error","code":..,"message":..}`.
 
@@ -24,7 +31,8 @@ use std::sync::Arc;
 
 use ::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{OriginalUri, Path, Request, State};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
@@ -34,8 +42,8 @@ use serde_json::{json, Value};
 
 use crate::engine::{Decision, Deny, Engine, Identity, KeyCommand, KeyCommandResult, ManageError};
 use crate::store::{
-    Actor, AuditQuery, KeyKind, KeyRecord, NewKey, NewPrincipal, Principal, PrincipalId,
-    StoreError, Workspace,
+    Actor, AuditQuery, KeyId, KeyKind, KeyRecord, NewDenial, NewKey, NewPrincipal, Principal,
+    PrincipalId, StoreError, Workspace,
 };
 use crate::token::Secret;
 use crate::Reason;
@@ -131,7 +139,42 @@ pub fn router(engine: Arc<Engine>) -> Router {
     router
         .fallback(no_such_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&engine),
+            record_refusals,
+        ))
         .with_state(engine)
+}
+
+/// Queues every refusal (401 or 403) the router answers for the key table's audit log, with the
+/// request's method and path (never its query string, which may carry a credential, nor any header).
+/// The path is the one the host received ([`OriginalUri`], so it includes the mount prefix).
+async fn record_refusals(State(e): State<Arc<Engine>>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let uri = req
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or_else(|| req.uri().clone(), |o| o.0.clone());
+    let mut resp = next.run(req).await;
+    if let Some(r) = resp.extensions_mut().remove::<Refusal>() {
+        e.table().record_denial(NewDenial {
+            actor: r.principal.map_or(Actor::Anonymous, Actor::Principal),
+            status: resp.status().as_u16(),
+            code: r.code,
+            method: method.as_str(),
+            path: uri.path(),
+            key: r.key,
+        });
+    }
+    resp
+}
+
+/// Marks a response as a refusal for [`record_refusals`] (a response extension, never sent).
+#[derive(Debug, Clone, Copy)]
+struct Refusal {
+    code: &'static str,
+    principal: Option<PrincipalId>,
+    key: Option<KeyId>,
 }
 
 // ---- errors -------------------------------------------------------------------------------------
@@ -142,6 +185,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// For a refusal (401, 403): the principal and key the engine identified, if any.
+    refused: Option<(Option<PrincipalId>, Option<KeyId>)>,
 }
 
 impl ApiError {
@@ -150,6 +195,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            refused: None,
         }
     }
 
@@ -172,7 +218,10 @@ impl ApiError {
         } else {
             StatusCode::FORBIDDEN
         };
-        ApiError::new(status, d.reason.code(), d.reason.to_string())
+        ApiError {
+            refused: Some((d.principal, d.key)),
+            ..ApiError::new(status, d.reason.code(), d.reason.to_string())
+        }
     }
 
     fn store(e: StoreError) -> Self {
@@ -233,6 +282,13 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some((principal, key)) = self.refused {
+            resp.extensions_mut().insert(Refusal {
+                code: self.code,
+                principal,
+                key,
+            });
         }
         resp
     }
@@ -1154,8 +1210,13 @@ async fn audit(State(e): State<Arc<Engine>>, req: Request) -> ApiResult {
         c.require_admin("audit")?;
     }
     let t = e.table();
+    // Refusals are queued in memory: write them first, so the log read below is up to date.
+    if let Err(err) = t.write_denials() {
+        tracing::error!(target: "keyward::admin", error = %err, "cannot write the queued refusals");
+    }
     // With a filter every entry of that (managed) principal is shown. Without one, an entry is
-    // shown when the caller manages every principal its operation concerns (the actor aside).
+    // shown when the caller manages every principal its operation concerns (the actor aside; for a
+    // refused call, the principal refused is what it concerns).
     let mut seen: HashMap<PrincipalId, bool> = HashMap::new();
     let mut out = Vec::new();
     let mut next = None;
@@ -1171,6 +1232,11 @@ async fn audit(State(e): State<Arc<Engine>>, req: Request) -> ApiResult {
             let mut visible = true;
             let concerned = if principal.is_some() {
                 Vec::new()
+            } else if entry.op.is_denial() {
+                match entry.actor {
+                    Actor::Principal(id) => vec![id],
+                    _ => Vec::new(),
+                }
             } else {
                 entry.op.principals()
             };
