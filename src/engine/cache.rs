@@ -149,6 +149,45 @@ impl IdText {
     }
 }
 
+/// Text kept inline when short (an email login, almost always), so reading it touches the cache
+/// entry's own lines instead of another allocation.
+#[derive(Debug)]
+pub(crate) enum SmallText {
+    Inline { len: u8, buf: [u8; 46] },
+    Heap(Box<str>),
+}
+
+impl SmallText {
+    pub fn new(s: &str) -> Self {
+        let mut buf = [0u8; 46];
+        match buf.get_mut(..s.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(s.as_bytes());
+                SmallText::Inline {
+                    len: s.len() as u8,
+                    buf,
+                }
+            }
+            None => SmallText::Heap(s.into()),
+        }
+    }
+
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        match self {
+            // INVARIANT: `buf[..len]` is a copy of a `str`.
+            SmallText::Inline { len, buf } => {
+                std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or("")
+            }
+            SmallText::Heap(s) => s,
+        }
+    }
+}
+
+/// A principal's resolved bindings: inline up to two (nearly every principal), so a decision reads
+/// them from the cache entry itself.
+pub(crate) type Bindings = smallvec::SmallVec<[Binding; 2]>;
+
 /// A principal as the hot path needs it.
 #[derive(Debug)]
 #[repr(C)]
@@ -163,8 +202,8 @@ pub(crate) struct CachedPrincipal {
     /// The principal's id as text, for self access.
     pub id_text: IdText,
     /// Bindings that resolve under the current policy (their scope texts name them in decisions).
-    pub bindings: Box<[Binding]>,
-    pub login_lower: Box<str>,
+    pub bindings: Bindings,
+    pub login_lower: SmallText,
     /// The scope of the principal's default workspace, if any.
     pub default_workspace: Option<(Arc<str>, Arc<str>)>,
     pub principal: Principal,

@@ -35,7 +35,7 @@ use crate::policy::model::Unauthenticated;
 use crate::policy::{self, Policy};
 use crate::store::{KeyTable, PrincipalId, StoreError, StoreOptions};
 use crate::token::{self, KeyFormat, TokenError};
-use cache::{Cache, CachedKey, CachedPrincipal, IdText};
+use cache::{Cache, CachedKey, CachedPrincipal, IdText, SmallText};
 
 /// Everything that can stop an engine from opening or reloading.
 #[derive(Debug, thiserror::Error)]
@@ -417,9 +417,9 @@ impl Engine {
         };
         if let Some(email) = &p.email {
             let matches = if email.is_ascii() {
-                email.eq_ignore_ascii_case(&principal.login_lower)
+                email.eq_ignore_ascii_case(principal.login_lower.as_str())
             } else {
-                *email.to_lowercase() == *principal.login_lower
+                email.to_lowercase() == principal.login_lower.as_str()
             };
             if !matches {
                 return Err(deny(Reason::EmailMismatch));
@@ -718,8 +718,8 @@ impl Engine {
             generation: state.generation,
             id: principal.id,
             id_text: IdText::new(principal.id),
-            bindings: bindings.into_boxed_slice(),
-            login_lower: principal.login.to_lowercase().into_boxed_str(),
+            bindings: bindings.into_iter().collect(),
+            login_lower: SmallText::new(&principal.login.to_lowercase()),
             default_workspace,
             principal,
             stored_bindings: stored,
