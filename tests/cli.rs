@@ -1,5 +1,19 @@
 //! The `keyward` binary, run as a user would: table-driven rows of arguments (and stdin) → exit
 //! code, stdout and stderr substrings. Rows of one table run in order on one key table.
+//!
+//! The table commands (`key`, `principal`, `bind`, `unbind`, `workspace`, `audit`) have two modes,
+//! `--db DIR` and `--server URL` (docs/cli.md). Their rows say `{table}` where the mode goes, and
+//! an [`Env::both`] runs every row twice: with `--db` on a table of its own, and with `--server`
+//! against the admin API (as `keyward serve` mounts it) over another table, both seeded alike by
+//! `server::seed_cli_caller` (the server's caller, `root@example.com`, exists with `--db` too, so
+//! ids agree). Both runs must pass the row's checks, and give the same exit code, stdout and
+//! stderr once secrets, times and the scratch directory are masked. A row that cannot run against
+//! a server says why with [`Case::db_only`]; a row whose output legitimately differs names the
+//! difference and the narrow rule that masks it with [`Case::differs`].
+#![cfg(feature = "cli")]
+
+#[path = "support/server.rs"]
+mod server;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +34,118 @@ struct Case {
     err: Vec<&'static str>,
     /// Substrings stdout must not contain (after variable substitution).
     not_out: Vec<&'static str>,
+    /// Why the row runs with `--db` only (`None`: in every mode of the table).
+    db_only: Option<&'static str>,
+    /// Legitimate differences between the modes' output, masked (in order) before comparing.
+    differs: Vec<&'static Differs>,
 }
+
+/// How a row's output legitimately differs between `--db` and `--server`: why, and a rule that
+/// rewrites each mode's output (`server` tells which) into a common form. The row's `out` and `err`
+/// substrings are checked against the rewritten output.
+struct Differs {
+    why: &'static str,
+    mask: fn(server: bool, &str) -> String,
+}
+
+/// Rewrites `audit` output, a JSON array or the table, entry by entry: `edit` gets each entry as a
+/// JSON object (a table row as `seq`, `at`, `actor` and `text` strings, the actor as printed) and
+/// returns false to drop it. The table comes back with its cells joined by ` | `.
+fn audit_entries(s: &str, edit: impl Fn(&mut serde_json::Value) -> bool) -> String {
+    use serde_json::{json, Value};
+    if let Ok(Value::Array(mut entries)) = serde_json::from_str::<Value>(s) {
+        entries.retain_mut(edit);
+        return serde_json::to_string_pretty(&entries).expect("json") + "\n";
+    }
+    let mut out = String::new();
+    for (n, line) in s.lines().enumerate() {
+        let cells: Vec<&str> = if line.contains(" | ") {
+            line.split(" | ").collect()
+        } else {
+            // Cells are separated by two or more spaces; the last one is the text.
+            let mut cells: Vec<&str> = line.splitn(4, "  ").map(str::trim).collect();
+            if let Some(last) = cells.pop() {
+                let mut rest: Vec<&str> = last.split("  ").map(str::trim).collect();
+                rest.retain(|c| !c.is_empty());
+                cells.retain(|c| !c.is_empty());
+                let text = rest.pop().unwrap_or_default();
+                cells.extend(rest);
+                cells.push(text);
+            }
+            cells
+        };
+        if n == 0 || cells.len() != 4 {
+            out.push_str(&cells.join(" | "));
+            out.push('\n');
+            continue;
+        }
+        let mut e = json!({ "seq": cells[0], "at": cells[1], "actor": cells[2], "text": cells[3] });
+        if edit(&mut e) {
+            let cell = |k: &str| {
+                e[k].as_str()
+                    .map_or_else(|| e[k].to_string(), str::to_owned)
+            };
+            out.push_str(&["seq", "at", "actor", "text"].map(cell).join(" | "));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The audit actor: the CLI writes as `cli` with `--db`, the server as its caller (principal 1),
+/// which the entry is then indexed under too (`principals` gets a 1 appended when absent). Only
+/// those actors become `CALLER`, and with `--db` their entries get the 1 the server adds; `system`
+/// (the seed) stays.
+const AUDIT_ACTOR: Differs = Differs {
+    why: "the actor is `cli` with --db and the calling principal (also listed in `principals`) with --server",
+    mask: |server, s| {
+        audit_entries(s, |e| {
+            let ours = if server {
+                e["actor"] == serde_json::json!({ "principal": 1 }) || e["actor"] == "principal 1"
+            } else {
+                e["actor"] == "cli"
+            };
+            if ours {
+                e["actor"] = "CALLER".into();
+                if let Some(ps) = e["principals"].as_array_mut().filter(|_| !server) {
+                    if !ps.contains(&1.into()) {
+                        ps.push(1.into());
+                    }
+                }
+            }
+            true
+        })
+    },
+};
+
+/// Imports in the audit log: `--db` writes one `keys_imported` entry per chunk of up to 5,000
+/// keys, the admin API one `key_imported` entry per key (one request each). Import entries are
+/// dropped and sequence numbers masked; every other entry must agree.
+const IMPORT_AUDIT: Differs = Differs {
+    why: "--db audits an import as one `keys_imported` entry per chunk, --server one `key_imported` per key",
+    mask: |_, s| {
+        audit_entries(s, |e| {
+            e["seq"] = "N".into();
+            let op = e["op"].as_str().unwrap_or_default();
+            let text = e["text"].as_str().unwrap_or_default();
+            !(op == "key_imported" || op == "keys_imported" || text.contains(" imported for "))
+        })
+    },
+};
+
+/// Import progress: with `--db` the keys go in chunks of 5,000 (one line per chunk), with
+/// `--server` one request per key (one line per key). Only the last progress line is kept.
+const IMPORT_PROGRESS: Differs = Differs {
+    why: "--db reports import progress per 5,000-key chunk, --server per key",
+    mask: |_, s| {
+        let progress = |l: &&str| l.starts_with("importing keys: ");
+        let last = s.lines().rfind(progress);
+        s.lines()
+            .filter(|l| !progress(l) || Some(*l) == last)
+            .map(|l| format!("{l}\n"))
+            .collect()
+    },
+};
 
 fn c(args: &[&'static str], code: i32, out: &[&'static str], err: &[&'static str]) -> Case {
     Case {
@@ -31,6 +156,8 @@ fn c(args: &[&'static str], code: i32, out: &[&'static str], err: &[&'static str
         out: out.to_vec(),
         err: err.to_vec(),
         not_out: Vec::new(),
+        db_only: None,
+        differs: Vec::new(),
     }
 }
 
@@ -47,24 +174,107 @@ impl Case {
         self.not_out.push(s);
         self
     }
+    /// The row runs with `--db` only, for the reason given (it opens a directory itself, ...).
+    fn db_only(mut self, why: &'static str) -> Self {
+        self.db_only = Some(why);
+        self
+    }
+    /// The row's output differs between the modes as `d` says; compared after its mask.
+    fn differs(mut self, d: &'static Differs) -> Self {
+        assert!(!d.why.is_empty());
+        self.differs.push(d);
+        self
+    }
+
+    /// Its output in one mode after the row's masks.
+    fn masked(&self, server: bool, s: &str) -> String {
+        self.differs
+            .iter()
+            .fold(s.to_owned(), |s, d| (d.mask)(server, &s))
+    }
 }
 
-/// A scratch directory with `{db}`, `{tmp}`, `{p}` (bundled policies), `{d}` (fixtures) and
-/// variables captured from earlier output (e.g. `{secret}`).
-struct Env {
+/// Masks what differs between any two runs: secrets and display prefixes after `kw_`, unix times
+/// (ten digits or more) and UTC dates (`YYYY-MM-DD HH:MM:SSZ`).
+fn mask(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("kw_") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let n = rest
+            .char_indices()
+            .find(|(_, c)| !c.is_ascii_alphanumeric())
+            .map_or(rest.len(), |(i, _)| i);
+        out.push('*');
+        rest = &rest[n..];
+    }
+    out.push_str(rest);
+    let chars: Vec<char> = out.chars().collect();
+    let mut masked = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let run = chars[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if run >= 10 {
+            masked.push('T');
+            i += run;
+        } else if run == 4 && chars.get(i + 4) == Some(&'-') && i + 20 <= chars.len() {
+            masked.push('D');
+            i += 20;
+        } else if run > 0 {
+            masked.extend(&chars[i..i + run]);
+            i += run;
+        } else {
+            masked.push(chars[i]);
+            i += 1;
+        }
+    }
+    masked
+}
+
+/// One way of reaching the key table: `--db DIR`, or `--server URL` with the caller's credential in
+/// `KEYWARD_AUTHORIZATION`. A scratch directory with `{db}`, `{tmp}`, `{p}` (bundled policies),
+/// `{d}` (fixtures) and variables captured from earlier output (e.g. `{secret}`).
+struct Mode {
+    /// `(URL, Authorization value)` for `--server`; `None` for `--db {db}`.
+    server: Option<(String, String)>,
     tmp: TempDir,
     vars: HashMap<String, String>,
 }
 
-impl Env {
-    fn new() -> Env {
+/// A row's output in one mode.
+struct Ran {
+    out: String,
+    err: String,
+}
+
+impl Mode {
+    fn new(seeded: bool, server: bool) -> Mode {
         let tmp = tempfile::tempdir().expect("tempdir");
+        let db = tmp.path().join("db");
         let mut vars = HashMap::new();
-        vars.insert("db".into(), tmp.path().join("db").display().to_string());
+        vars.insert("db".into(), db.display().to_string());
         vars.insert("tmp".into(), tmp.path().display().to_string());
         vars.insert("p".into(), format!("{ROOT}/policies"));
         vars.insert("d".into(), format!("{ROOT}/tests/data/cli"));
-        Env { tmp, vars }
+        let server = if server {
+            Some(server::serve_cli_table(&db))
+        } else {
+            if seeded {
+                let t = keyward::store::KeyTable::open(&db, Default::default()).expect("open");
+                server::seed_cli_caller(&t);
+            }
+            None
+        };
+        Mode { server, tmp, vars }
+    }
+
+    fn name(&self) -> &'static str {
+        if self.server.is_some() {
+            "--server"
+        } else {
+            "--db"
+        }
     }
 
     fn subst(&self, s: &str) -> String {
@@ -75,30 +285,71 @@ impl Env {
         out
     }
 
-    /// Runs one case; returns its stdout.
-    fn run(&self, i: usize, case: &Case) -> String {
-        let args: Vec<String> = case.args.iter().map(|a| self.subst(a)).collect();
+    /// The arguments, `{table}` expanded to `--db DIR` or `--server URL`.
+    fn args(&self, case: &Case) -> Vec<String> {
+        let mut args = Vec::new();
+        for a in &case.args {
+            if *a == "{table}" {
+                match &self.server {
+                    Some((url, _)) => args.extend(["--server".to_owned(), url.clone()]),
+                    None => args.extend(["--db".to_owned(), self.subst("{db}")]),
+                }
+            } else {
+                args.push(self.subst(a));
+            }
+        }
+        args
+    }
+
+    /// What differs between runs in different modes anyway: the scratch directory, the URL,
+    /// the flag clap's usage line repeats, secrets and times.
+    fn normalize(&self, s: &str) -> String {
+        let mut s = s.replace(&self.subst("{tmp}"), "{tmp}");
+        if let Some((url, _)) = &self.server {
+            s = s.replace(url, "{server}");
+        }
+        let s = s
+            .replace("--db <DIR>", "{table}")
+            .replace("--server <URL>", "{table}");
+        mask(&s)
+    }
+
+    /// Runs one case and checks it; returns its output.
+    fn run(&self, i: usize, case: &Case) -> Ran {
+        let args = self.args(case);
         let mut cmd = Command::new(BIN);
         cmd.args(&args).current_dir(self.tmp.path());
-        cmd.env_remove("KEYWARD_PEPPER");
+        cmd.env_remove("KEYWARD_PEPPER")
+            .env_remove("KEYWARD_KEY")
+            .env_remove("KEYWARD_AUTHORIZATION");
+        if let Some((_, authorization)) = &self.server {
+            cmd.env("KEYWARD_AUTHORIZATION", authorization);
+        }
         for (k, v) in &case.env {
             cmd.env(k, self.subst(v));
         }
-        if let Some(s) = case.stdin {
-            cmd.write_stdin(self.subst(s));
-        } else {
-            cmd.write_stdin("");
-        }
+        cmd.write_stdin(case.stdin.map(|s| self.subst(s)).unwrap_or_default());
         let o = cmd.output().expect("run keyward");
         let out = String::from_utf8_lossy(&o.stdout).into_owned();
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        let ctx = format!("row {i}: keyward {args:?}\n--- stdout:\n{out}--- stderr:\n{err}");
+        let ctx = format!(
+            "row {i} {}: keyward {args:?}\n--- stdout:\n{out}--- stderr:\n{err}",
+            self.name()
+        );
         assert_eq!(o.status.code(), Some(case.code), "exit code, {ctx}");
+        let server = self.server.is_some();
+        let (seen_out, seen_err) = (case.masked(server, &out), case.masked(server, &err));
         for s in &case.out {
-            assert!(out.contains(&self.subst(s)), "stdout lacks {s:?}, {ctx}");
+            assert!(
+                seen_out.contains(&self.subst(s)),
+                "stdout lacks {s:?}, {ctx}"
+            );
         }
         for s in &case.err {
-            assert!(err.contains(&self.subst(s)), "stderr lacks {s:?}, {ctx}");
+            assert!(
+                seen_err.contains(&self.subst(s)),
+                "stderr lacks {s:?}, {ctx}"
+            );
         }
         for s in &case.not_out {
             assert!(!out.contains(&self.subst(s)), "stdout has {s:?}, {ctx}");
@@ -113,7 +364,68 @@ impl Env {
                 "{ctx}"
             );
         }
-        out
+        Ran { out, err }
+    }
+}
+
+/// The modes a table's rows run in, each with its own key table.
+struct Env {
+    modes: Vec<Mode>,
+}
+
+impl Env {
+    /// `--db` only, on a table that does not exist yet (commands other than the table commands,
+    /// and tests about `authorize`, which has no `--server` mode).
+    fn new() -> Env {
+        Env {
+            modes: vec![Mode::new(false, false)],
+        }
+    }
+
+    /// `--db` and `--server`, each on a table seeded with the server's caller.
+    fn both() -> Env {
+        Env {
+            modes: vec![Mode::new(true, false), Mode::new(true, true)],
+        }
+    }
+
+    /// Runs one case in every mode it applies to, checks each run and compares them; returns the
+    /// `--db` stdout.
+    fn run(&self, i: usize, case: &Case) -> String {
+        self.run_each(i, case).swap_remove(0).1.out
+    }
+
+    /// Runs one case in every mode it applies to, checks each run and compares them; returns each
+    /// mode's output, by mode index.
+    fn run_each(&self, i: usize, case: &Case) -> Vec<(usize, Ran)> {
+        let both = self.modes.len() > 1;
+        assert!(
+            !both || case.db_only.is_some() || case.args.contains(&"{table}"),
+            "row {i} {:?}: a row of a two-mode table takes `{{table}}` or says why it is db_only",
+            case.args
+        );
+        let runs: Vec<(usize, Ran)> = self
+            .modes
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.server.is_none() || case.db_only.is_none())
+            .map(|(n, m)| (n, m.run(i, case)))
+            .collect();
+        if let [(a, ra), (b, rb)] = runs.as_slice() {
+            let common = |m: &Mode, s: &str| m.normalize(&case.masked(m.server.is_some(), s));
+            let (a, b) = (&self.modes[*a], &self.modes[*b]);
+            let why: Vec<&str> = case.differs.iter().map(|d| d.why).collect();
+            for (what, x, y) in [("stdout", &ra.out, &rb.out), ("stderr", &ra.err, &rb.err)] {
+                let (x, y) = (common(a, x), common(b, y));
+                assert!(
+                    x == y,
+                    "row {i} {:?}: {what} differs between --db and --server (beyond {why:?})\n\
+                     --- --db:\n{x}--- --server:\n{y}",
+                    case.args
+                );
+            }
+        }
+        runs
     }
 
     fn run_all(&self, cases: &[Case]) {
@@ -122,19 +434,22 @@ impl Env {
         }
     }
 
-    /// Runs a case and captures the value of `"field": "..."` from its JSON output as `{var}`.
+    /// Runs a case and captures, in each mode, the value of `"field": "..."` from its JSON output
+    /// as `{var}`.
     fn capture(&mut self, case: Case, field: &str, var: &str) {
-        let out = self.run(0, &case);
-        let v: serde_json::Value = serde_json::from_str(&out).expect("json output");
-        let found = v
-            .pointer(field)
-            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
-            .unwrap_or_else(|| panic!("no {field} in {out}"));
-        self.vars.insert(var.to_owned(), found);
+        for (n, ran) in self.run_each(0, &case) {
+            let v: serde_json::Value = serde_json::from_str(&ran.out).expect("json output");
+            let found = v
+                .pointer(field)
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                .unwrap_or_else(|| panic!("no {field} in {}", ran.out));
+            self.modes[n].vars.insert(var.to_owned(), found);
+        }
     }
 
+    /// A file in the (first) mode's scratch directory.
     fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
+        self.modes[0].tmp.path().join(name)
     }
 }
 
@@ -250,28 +565,30 @@ fn check_and_fmt() {
 
 #[test]
 fn table_commands() {
-    let mut env = Env::new();
+    const OPENS_DIR: &str = "opens the directory itself";
+    let mut env = Env::both();
     env.run_all(&[
         c(
-            &["principal", "list", "--db", "{db}"],
+            &["principal", "list", "--db", "{tmp}/nodb"],
             2,
             &[],
-            &["error: database `{db}` does not exist"],
-        ),
+            &["error: database `{tmp}/nodb` does not exist"],
+        )
+        .db_only(OPENS_DIR),
         c(
-            &["principal", "add", "alice@example.com", "--db", "{db}"],
+            &["principal", "add", "alice@example.com", "{table}"],
             0,
-            &["added principal 1 `alice@example.com` (user)"],
+            &["added principal 2 `alice@example.com` (user)"],
             &[],
         ),
         c(
-            &["principal", "add", "ALICE@example.com", "--db", "{db}"],
+            &["principal", "add", "ALICE@example.com", "{table}"],
             2,
             &[],
             &["error: conflict"],
         ),
         c(
-            &["principal", "add", "bad login", "--db", "{db}"],
+            &["principal", "add", "bad login", "{table}"],
             2,
             &[],
             &["error: invalid login `bad login`"],
@@ -283,51 +600,41 @@ fn table_commands() {
                 "acme",
                 "--kind",
                 "company",
-                "--db",
-                "{db}",
+                "{table}",
                 "--json",
             ],
             0,
-            &["\"id\": 2", "\"kind\": \"company\""],
+            &["\"id\": 3", "\"kind\": \"company\""],
             &[],
         ),
         c(
-            &[
-                "principal",
-                "add",
-                "robot",
-                "--kind",
-                "robot",
-                "--db",
-                "{db}",
-            ],
+            &["principal", "add", "robot", "--kind", "robot", "{table}"],
             2,
             &[],
             &["error: invalid value 'robot'"],
         ),
         c(
-            &["principal", "add", "bob@example.com", "--db", "{db}"],
+            &["principal", "add", "bob@example.com", "{table}"],
             0,
-            &["added principal 3"],
+            &["added principal 4"],
             &[],
         ),
         c(
-            &["principal", "remove", "nobody", "--db", "{db}"],
+            &["principal", "remove", "nobody", "{table}"],
             2,
             &[],
             &["error: no principal `nobody` (by login or id)"],
         ),
         c(
-            &["principal", "remove", "3", "--db", "{db}"],
+            &["principal", "remove", "4", "{table}"],
             0,
-            &["removed principal 3 `bob@example.com`"],
+            &["removed principal 4 `bob@example.com` with 0 key(s) and its bindings"],
             &[],
         ),
         c(
             &[
                 "bind",
-                "--db",
-                "{db}",
+                "{table}",
                 "alice@example.com",
                 "developer",
                 "environment:1/project:3",
@@ -341,9 +648,8 @@ fn table_commands() {
         c(
             &[
                 "bind",
-                "--db",
-                "{db}",
-                "1",
+                "{table}",
+                "2",
                 "developer",
                 "environment:1/project:3",
             ],
@@ -354,9 +660,8 @@ fn table_commands() {
         c(
             &[
                 "bind",
-                "--db",
-                "{db}",
-                "1",
+                "{table}",
+                "2",
                 "nosuch",
                 "environment:1",
                 "--policy",
@@ -369,9 +674,8 @@ fn table_commands() {
         c(
             &[
                 "bind",
-                "--db",
-                "{db}",
-                "1",
+                "{table}",
+                "2",
                 "developer",
                 "environment:1",
                 "--policy",
@@ -384,9 +688,8 @@ fn table_commands() {
         c(
             &[
                 "bind",
-                "--db",
-                "{db}",
-                "1",
+                "{table}",
+                "2",
                 "analyst",
                 "environment:1",
                 "--policy",
@@ -400,25 +703,25 @@ fn table_commands() {
             ],
         ),
         c(
-            &["bind", "--db", "{db}", "ghost", "analyst", "environment:1"],
+            &["bind", "{table}", "ghost", "analyst", "environment:1"],
             2,
             &[],
             &["error: no principal `ghost`"],
         ),
         c(
-            &["bind", "--db", "{db}", "1", "analyst", "environment:1"],
+            &["bind", "{table}", "2", "analyst", "environment:1"],
             0,
             &["bound `analyst`"],
             &[],
         ),
         c(
-            &["unbind", "--db", "{db}", "1", "analyst", "environment:1"],
+            &["unbind", "{table}", "2", "analyst", "environment:1"],
             0,
             &["unbound `analyst` at `environment:1` from `alice@example.com`"],
             &[],
         ),
         c(
-            &["unbind", "--db", "{db}", "1", "analyst", "environment:1"],
+            &["unbind", "{table}", "2", "analyst", "environment:1"],
             2,
             &[],
             &["error: binding"],
@@ -427,31 +730,29 @@ fn table_commands() {
             &[
                 "workspace",
                 "add",
-                "--db",
-                "{db}",
+                "{table}",
                 "pk-main",
                 "--name",
                 "Main",
                 "--scope",
-                "company:acme/workspace:main",
+                "environment:1/project:9",
                 "--company",
                 "acme",
             ],
             0,
-            &["added workspace `pk-main` `Main` at `company:acme/workspace:main`"],
+            &["added workspace `pk-main` `Main` at `environment:1/project:9`"],
             &[],
         ),
         c(
             &[
                 "workspace",
                 "add",
-                "--db",
-                "{db}",
+                "{table}",
                 "pk-main",
                 "--name",
                 "Again",
                 "--scope",
-                "company:acme/workspace:2",
+                "environment:1/project:8",
             ],
             2,
             &[],
@@ -461,13 +762,12 @@ fn table_commands() {
             &[
                 "workspace",
                 "add",
-                "--db",
-                "{db}",
+                "{table}",
                 "pk-x",
                 "--name",
                 "X",
                 "--scope",
-                "company:acme/workspace:3",
+                "environment:1/project:7",
                 "--company",
                 "ghost",
             ],
@@ -479,41 +779,40 @@ fn table_commands() {
             &[
                 "workspace",
                 "add",
-                "--db",
-                "{db}",
+                "{table}",
                 "pk-tmp",
                 "--name",
                 "Tmp",
                 "--scope",
-                "company:acme/workspace:9",
+                "environment:1/project:6",
             ],
             0,
             &["added workspace `pk-tmp`"],
             &[],
         ),
         c(
-            &["workspace", "remove", "--db", "{db}", "pk-tmp"],
+            &["workspace", "remove", "{table}", "pk-tmp"],
             0,
             &["removed workspace `pk-tmp`"],
             &[],
         ),
         c(
-            &["workspace", "remove", "--db", "{db}", "pk-tmp"],
+            &["workspace", "remove", "{table}", "pk-tmp"],
             2,
             &[],
             &["error: workspace `pk-tmp` not found"],
         ),
         c(
-            &["workspace", "list", "--db", "{db}"],
+            &["workspace", "list", "{table}"],
             0,
-            &["PUBLIC KEY", "pk-main", "company:acme/workspace:main"],
+            &["PUBLIC KEY", "pk-main", "environment:1/project:9"],
             &[],
         )
         .not_out("pk-tmp"),
         c(
-            &["workspace", "list", "--db", "{db}", "--json"],
+            &["workspace", "list", "{table}", "--json"],
             0,
-            &["\"public_key\": \"pk-main\"", "\"company\": 2"],
+            &["\"public_key\": \"pk-main\"", "\"company\": 3"],
             &[],
         ),
         c(
@@ -521,9 +820,10 @@ fn table_commands() {
             2,
             &[],
             &["does not exist"],
-        ),
+        )
+        .db_only(OPENS_DIR),
         c(
-            &["principal", "list", "--db", "{db}"],
+            &["principal", "list", "{table}"],
             0,
             &[
                 "ID",
@@ -535,7 +835,7 @@ fn table_commands() {
             &[],
         ),
         c(
-            &["principal", "list", "--db", "{db}", "--json"],
+            &["principal", "list", "{table}", "--json"],
             0,
             &[
                 "\"login\": \"alice@example.com\"",
@@ -552,12 +852,13 @@ fn table_commands() {
             &[
                 "key",
                 "create",
-                "--db",
-                "{db}",
+                "{table}",
                 "--owner",
                 "alice@example.com",
                 "--name",
                 "ci",
+                "--scope",
+                "environment:1",
                 "--policy",
                 "{p}/api-token.policy",
                 "--json",
@@ -574,12 +875,13 @@ fn table_commands() {
             &[
                 "key",
                 "create",
-                "--db",
-                "{db}",
+                "{table}",
                 "--owner",
-                "1",
+                "2",
                 "--name",
                 "reports",
+                "--scope",
+                "environment:1",
                 "--permission",
                 "read_data,read_reports",
                 "--read-only",
@@ -588,16 +890,14 @@ fn table_commands() {
             ],
             0,
             &[
-                "created key 2 `reports` for `alice@example.com`",
+                "created key 3 `reports` for `alice@example.com`",
                 "secret: kw_",
                 "store it now, it will not be shown again",
             ],
             &[],
         ),
         c(
-            &[
-                "key", "create", "--db", "{db}", "--owner", "1", "--name", "ci",
-            ],
+            &["key", "create", "{table}", "--owner", "2", "--name", "ci"],
             2,
             &[],
             &["error: conflict"],
@@ -606,10 +906,9 @@ fn table_commands() {
             &[
                 "key",
                 "create",
-                "--db",
-                "{db}",
+                "{table}",
                 "--owner",
-                "1",
+                "2",
                 "--name",
                 "x",
                 "--expires-in",
@@ -621,27 +920,27 @@ fn table_commands() {
         ),
         c(
             &[
-                "key", "create", "--db", "{db}", "--owner", "ghost", "--name", "x",
+                "key", "create", "{table}", "--owner", "ghost", "--name", "x",
             ],
             2,
             &[],
             &["error: no principal `ghost`"],
         ),
         c(
-            &["key", "create", "--db", "{db}", "--owner", "1"],
+            &["key", "create", "{table}", "--owner", "2"],
             2,
             &[],
             &["error:", "--name"],
         ),
         c(
-            &["key", "list", "--db", "{db}"],
+            &["key", "list", "{table}"],
             0,
             &[
                 "ID",
                 "PREFIX",
                 "ci",
                 "reports",
-                "read-only, permissions read_data,read_reports",
+                "read-only, scope environment:1, permissions read_data,read_reports",
                 "active",
             ],
             &[],
@@ -651,8 +950,7 @@ fn table_commands() {
             &[
                 "key",
                 "list",
-                "--db",
-                "{db}",
+                "{table}",
                 "--owner",
                 "alice@example.com",
                 "--json",
@@ -664,7 +962,7 @@ fn table_commands() {
         .not_out("{secret}")
         .not_out("\"secret\""),
         c(
-            &["key", "list", "--db", "{db}", "--owner", "ghost"],
+            &["key", "list", "{table}", "--owner", "ghost"],
             2,
             &[],
             &["error: no principal `ghost`"],
@@ -672,10 +970,18 @@ fn table_commands() {
         // Import: stdin, a file of many (bulk, with progress), and every refusal.
         c(
             &[
-                "key", "import", "--db", "{db}", "--owner", "1", "--name", "legacy",
+                "key",
+                "import",
+                "{table}",
+                "--owner",
+                "2",
+                "--name",
+                "legacy",
+                "--scope",
+                "environment:1",
             ],
             0,
-            &["imported key 3 `legacy` for `alice@example.com`"],
+            &["imported key 4 `legacy` for `alice@example.com`"],
             &[],
         )
         .stdin("an-old-secret-from-elsewhere-0001\n"),
@@ -683,27 +989,28 @@ fn table_commands() {
             &[
                 "key",
                 "import",
-                "--db",
-                "{db}",
+                "{table}",
                 "--owner",
-                "1",
+                "2",
                 "--file",
                 "{d}/keys.txt",
                 "--name",
                 "bulk",
+                "--scope",
+                "environment:1",
             ],
             0,
-            &["imported 3 keys for `alice@example.com` (ids 4..=6)"],
+            &["imported 3 keys for `alice@example.com` (ids 5..=7)"],
             &["importing keys: 3/3"],
-        ),
+        )
+        .differs(&IMPORT_PROGRESS),
         c(
             &[
                 "key",
                 "import",
-                "--db",
-                "{db}",
+                "{table}",
                 "--owner",
-                "1",
+                "2",
                 "--file",
                 "{d}/keys.txt",
                 "--name",
@@ -717,10 +1024,9 @@ fn table_commands() {
             &[
                 "key",
                 "import",
-                "--db",
-                "{db}",
+                "{table}",
                 "--owner",
-                "1",
+                "2",
                 "--file",
                 "{d}/keys-dup.txt",
             ],
@@ -730,7 +1036,7 @@ fn table_commands() {
         ),
         c(
             &[
-                "key", "import", "--db", "{db}", "--owner", "1", "--name", "bulk-1",
+                "key", "import", "{table}", "--owner", "2", "--name", "bulk-1",
             ],
             2,
             &[],
@@ -741,10 +1047,9 @@ fn table_commands() {
             &[
                 "key",
                 "import",
-                "--db",
-                "{db}",
+                "{table}",
                 "--owner",
-                "1",
+                "2",
                 "--policy",
                 "{p}/api-token.policy",
             ],
@@ -754,7 +1059,7 @@ fn table_commands() {
         )
         .stdin("kw_notAValidGeneratedKeyAtAll1234\n"),
         c(
-            &["key", "import", "--db", "{db}", "--owner", "1"],
+            &["key", "import", "{table}", "--owner", "2"],
             2,
             &[],
             &["error: no secret in stdin"],
@@ -764,10 +1069,9 @@ fn table_commands() {
             &[
                 "key",
                 "import",
-                "--db",
-                "{db}",
+                "{table}",
                 "--owner",
-                "1",
+                "2",
                 "--file",
                 "{tmp}/none.txt",
             ],
@@ -777,7 +1081,7 @@ fn table_commands() {
         ),
         c(
             &[
-                "key", "import", "--db", "{db}", "--owner", "1", "--secret", "hunter2",
+                "key", "import", "{table}", "--owner", "2", "--secret", "hunter2",
             ],
             2,
             &[],
@@ -785,7 +1089,16 @@ fn table_commands() {
         ),
         c(
             &[
-                "key", "import", "--db", "{db}", "--owner", "1", "--json", "--name", "j",
+                "key",
+                "import",
+                "{table}",
+                "--owner",
+                "2",
+                "--json",
+                "--name",
+                "j",
+                "--scope",
+                "environment:1",
             ],
             0,
             &["\"imported\": true", "\"name\": \"j\""],
@@ -794,72 +1107,72 @@ fn table_commands() {
         .stdin("json-import-secret-000000000001"),
         // Lifecycle.
         c(
-            &["key", "rename", "--db", "{db}", "3", "legacy-renamed"],
+            &["key", "rename", "{table}", "4", "legacy-renamed"],
             0,
-            &["renamed key 3 `legacy` to `legacy-renamed`"],
+            &["renamed key 4 `legacy` to `legacy-renamed`"],
             &[],
         ),
         c(
-            &["key", "rename", "--db", "{db}", "99", "x"],
+            &["key", "rename", "{table}", "99", "x"],
             2,
             &[],
             &["error: no key 99"],
         ),
         c(
-            &["key", "rename", "--db", "{db}", "3", "ci"],
+            &["key", "rename", "{table}", "4", "ci"],
             2,
             &[],
             &["error: conflict"],
         ),
         c(
-            &["key", "deactivate", "--db", "{db}", "2"],
+            &["key", "deactivate", "{table}", "3"],
             0,
-            &["deactivated key 2 `reports`"],
+            &["deactivated key 3 `reports`"],
             &[],
         ),
         c(
-            &["key", "deactivate", "--db", "{db}", "99"],
+            &["key", "deactivate", "{table}", "99"],
             2,
             &[],
             &["error: no key 99"],
         ),
-        c(&["key", "list", "--db", "{db}"], 0, &["inactive"], &[]),
+        c(&["key", "list", "{table}"], 0, &["inactive"], &[]),
         c(
-            &["key", "activate", "--db", "{db}", "2"],
+            &["key", "activate", "{table}", "3"],
             0,
-            &["activated key 2 `reports`"],
+            &["activated key 3 `reports`"],
             &[],
         ),
         c(
-            &["key", "activate", "--db", "{db}", "99"],
+            &["key", "activate", "{table}", "99"],
             2,
             &[],
             &["error: no key 99"],
         ),
         c(
-            &["key", "rotate", "--db", "{db}", "3", "--overlap", "1h"],
+            &["key", "rotate", "{table}", "4", "--overlap", "1h"],
             0,
             &[
-                "rotated key 3 `legacy-renamed`: it keeps working until",
+                "rotated key 4 `legacy-renamed`: it keeps working until",
                 "secret: kw_",
                 "store it now",
             ],
             &[],
         ),
         c(
-            &["key", "rotate", "--db", "{db}", "3", "--overlap", "soon"],
+            &["key", "rotate", "{table}", "4", "--overlap", "soon"],
             2,
             &[],
             &["error: invalid duration `soon`"],
         ),
         c(
-            &["key", "rotate", "--db", "{db}", "99"],
+            &["key", "rotate", "{table}", "99"],
             2,
             &[],
             &["error: no key 99"],
         ),
         c(
-            &["key", "regenerate", "--db", "{db}", "4", "--json"],
+            &["key", "regenerate", "{table}", "5", "--json"],
             0,
             &[
                 "\"secret\": \"kw_",
@@ -868,48 +1181,49 @@ fn table_commands() {
             &[],
         ),
         c(
-            &["key", "regenerate", "--db", "{db}", "99"],
+            &["key", "regenerate", "{table}", "99"],
             2,
             &[],
             &["error: no key 99"],
         ),
         c(
-            &["key", "delete", "--db", "{db}", "5"],
+            &["key", "delete", "{table}", "6"],
             0,
-            &["deleted key 5 `bulk-2`"],
+            &["deleted key 6 `bulk-2`"],
             &[],
         ),
         c(
-            &["key", "delete", "--db", "{db}", "5"],
+            &["key", "delete", "{table}", "6"],
             2,
             &[],
-            &["error: no key 5"],
+            &["error: no key 6"],
         ),
         c(
-            &["key", "delete", "--db", "{db}", "five"],
+            &["key", "delete", "{table}", "five"],
             2,
             &[],
             &["error: invalid value 'five'"],
         ),
         // Audit.
         c(
-            &["audit", "--db", "{db}", "--limit", "3"],
+            &["audit", "{table}", "--limit", "3"],
             0,
             &[
                 "SEQ",
                 "TIME",
                 "ACTOR",
-                "key 5 `bulk-2` of principal 1 deleted",
-                "cli",
+                "key 6 `bulk-2` of principal 2 deleted",
+                "CALLER",
             ],
             &[],
         )
-        .not_out("principal 1 `alice@example.com` added"),
+        .not_out("principal 2 `alice@example.com` added")
+        .differs(&AUDIT_ACTOR)
+        .differs(&IMPORT_AUDIT),
         c(
             &[
                 "audit",
-                "--db",
-                "{db}",
+                "{table}",
                 "--principal",
                 "alice@example.com",
                 "--json",
@@ -918,13 +1232,15 @@ fn table_commands() {
             &[
                 "\"op\": \"key_created\"",
                 "\"op\": \"bound\"",
-                "\"actor\": \"cli\"",
+                "\"actor\": \"CALLER\"",
             ],
             &[],
         )
-        .not_out("{secret}"),
+        .not_out("{secret}")
+        .differs(&AUDIT_ACTOR)
+        .differs(&IMPORT_AUDIT),
         c(
-            &["audit", "--db", "{db}", "--principal", "ghost"],
+            &["audit", "{table}", "--principal", "ghost"],
             2,
             &[],
             &["error: no principal `ghost`"],
@@ -934,9 +1250,10 @@ fn table_commands() {
             2,
             &[],
             &["error: database `{tmp}/nodb` does not exist"],
-        ),
+        )
+        .db_only(OPENS_DIR),
         c(
-            &["audit", "--db", "{db}", "--limit", "many"],
+            &["audit", "{table}", "--limit", "many"],
             2,
             &[],
             &["error: invalid value 'many'"],
@@ -946,10 +1263,34 @@ fn table_commands() {
             2,
             &[],
             &["is not a directory"],
+        )
+        .db_only(OPENS_DIR),
+        // The seeded principal's own key: with --server a self rule lets the caller manage its own
+        // keys, and they are not confined to its admin scope.
+        c(
+            &[
+                "key",
+                "create",
+                "{table}",
+                "--owner",
+                "root@example.com",
+                "--name",
+                "own",
+            ],
+            0,
+            &["created key 11 `own` for `root@example.com`"],
+            &[],
+        ),
+        c(
+            &["key", "list", "{table}", "--owner", "1", "--json"],
+            0,
+            &["\"name\": \"own\"", "\"scope\": null"],
+            &[],
         ),
     ]);
 }
 
+/// `--db` only: `authorize` has no `--server` mode, and it opens the table its setup rows fill.
 #[test]
 fn authorize() {
     let mut env = Env::new();
@@ -1351,6 +1692,7 @@ fn authorize() {
     ]);
 }
 
+/// `--db` only: the pepper is read by whoever opens the table (with `--server`, the server).
 #[test]
 fn pepper() {
     let mut env = Env::new();
@@ -1446,6 +1788,7 @@ fn pepper() {
     ]);
 }
 
+/// `--db` only: a second process opening the directory.
 #[test]
 fn database_in_use_is_named() {
     let env = Env::new();

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyward::policy::Policy;
+use keyward::store::{Actor, KeyTable, NewKey, NewPrincipal, PrincipalKind};
+use keyward::token::Secret;
 use keyward::{Engine, EngineOptions};
 
 /// An engine over a policy text and a temporary key table.
@@ -46,6 +48,42 @@ pub fn serve(app: axum::Router) -> SocketAddr {
 /// The admin API over `engine`, mounted under `/keyward/v1` as `keyward serve` does.
 pub fn serve_admin(engine: Arc<Engine>) -> SocketAddr {
     serve(axum::Router::new().nest("/keyward/v1", keyward::http::admin::router(engine)))
+}
+
+/// The caller of the CLI's `--server` runs: `root@example.com` (principal 1), `env_admin` at
+/// `environment:1` under policies/api-token.policy, with key 1 `root`. The CLI's tests seed their
+/// `--db` tables the same way, so ids and listings agree between the two modes. Returns the secret.
+pub fn seed_cli_caller(t: &KeyTable) -> Secret {
+    let p = t
+        .add_principal(
+            Actor::System,
+            NewPrincipal {
+                kind: PrincipalKind::User,
+                login: "root@example.com".into(),
+                default_workspace: None,
+            },
+        )
+        .expect("root");
+    t.bind(Actor::System, p.id, "env_admin", "environment:1")
+        .expect("bind");
+    t.create_key(Actor::System, NewKey::new(p.id, "root"))
+        .expect("key")
+        .1
+}
+
+/// `keyward serve`'s admin API over a new table in `dir` (policies/api-token.policy), seeded by
+/// [`seed_cli_caller`]. Returns the `--server` URL and the caller's `Authorization` value, which
+/// the CLI takes from `KEYWARD_AUTHORIZATION` (never from its arguments).
+pub fn serve_cli_table(dir: &std::path::Path) -> (String, String) {
+    let policy = format!("{}/policies/api-token.policy", env!("CARGO_MANIFEST_DIR"));
+    let engine =
+        Arc::new(Engine::open_files(dir, policy, EngineOptions::default()).expect("engine"));
+    let secret = seed_cli_caller(engine.table());
+    let addr = serve_admin(engine);
+    (
+        format!("http://{addr}/keyward/v1"),
+        format!("apiToken {}", secret.expose()),
+    )
 }
 
 /// A response: status, headers (lowercased names), body.

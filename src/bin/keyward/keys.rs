@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
 use keyward::store::{Actor, KeyKind, KeyRecord, KeyTable, NewKey};
-use keyward::token::{KeyFormat, Secret};
+use keyward::token::{classify, KeyFormat, KeyHash, Secret};
 use serde_json::json;
 
 use crate::args::{DbArgs, KeyCommand, KeyImportArgs, KeyLimitArgs};
@@ -233,6 +233,68 @@ fn zeroize_string(s: &mut String) {
     s.clear();
 }
 
+/// The name of the `i`-th (0-based) of `total` imported keys: `NAME`, or `NAME-1`, `NAME-2`, ...
+pub fn import_name(name: &str, i: usize, total: usize) -> String {
+    if total == 1 {
+        name.to_owned()
+    } else {
+        format!("{name}-{}", i + 1)
+    }
+}
+
+/// What `key import` checks before writing anything, with `--db` and with `--server` alike.
+pub struct Checks<'a> {
+    pub secrets: &'a [(usize, Secret)],
+    /// `stdin` or the file, for messages.
+    pub source: &'a str,
+    /// The key format the secrets' shapes are checked against (`--policy`'s prefix, else `kw_`).
+    pub format: &'a KeyFormat,
+    /// Finds the same secret twice; with `--db`, the table's (peppered) hash.
+    pub hash: &'a dyn Fn(&str) -> KeyHash,
+    /// The owner's login, and the names of its keys.
+    pub owner: &'a str,
+    pub taken: &'a HashSet<String>,
+    /// `--name`.
+    pub name: &'a str,
+}
+
+/// Checks every secret before anything is written, line by line: its shape, the same secret on an
+/// earlier line, a secret already stored (`stored`, given its hash), the key name in use. The first
+/// problem is the error, named by its line.
+pub fn check_secrets(
+    c: &Checks<'_>,
+    mut stored: impl FnMut(&KeyHash) -> Result<bool, CliError>,
+) -> Result<(), CliError> {
+    let total = c.secrets.len();
+    let mut seen = HashMap::new();
+    for (i, (line, s)) in c.secrets.iter().enumerate() {
+        let at = || format!("line {line} of {}", c.source);
+        classify(s.expose(), c.format).map_err(|e| CliError::new(format!("{}: {e}", at())))?;
+        let hash = (c.hash)(s.expose());
+        if let Some(first) = seen.insert(hash.0, *line) {
+            return Err(CliError::new(format!(
+                "{}: the same secret as line {first}",
+                at()
+            )));
+        }
+        if stored(&hash)? {
+            return Err(CliError::new(format!("{}: {ALREADY_STORED}", at())));
+        }
+        let name = import_name(c.name, i, total);
+        if c.taken.contains(&name) {
+            return Err(CliError::new(format!(
+                "{}: `{}` already has a key named `{name}`",
+                at(),
+                c.owner
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Why an imported secret is refused when the table already holds it.
+pub const ALREADY_STORED: &str = "this secret is already in the key table";
+
 fn import(a: &KeyImportArgs) -> CmdResult {
     if a.secret.is_some() {
         return Err(CliError::new(
@@ -243,47 +305,26 @@ fn import(a: &KeyImportArgs) -> CmdResult {
     let remote = Remote::from_args(&a.db)?;
     let (source, secrets) = read_secrets(a)?;
     if let Some(r) = remote {
-        return remote::key_import(&r, a, &secrets, &source);
+        let format = format_from(a.policy.as_deref())?;
+        return remote::key_import(&r, a, &secrets, &source, &format);
     }
     let t = open_with(&a.db, Create::Yes, a.policy.as_deref())?;
     let owner = principal(&t, &a.owner)?;
     let total = secrets.len();
-    let name_of = |i: usize| {
-        if total == 1 {
-            a.name.clone()
-        } else {
-            format!("{}-{}", a.name, i + 1)
-        }
-    };
-    // Check everything before writing anything: shapes, duplicates, secrets and names in use.
+    let name_of = |i: usize| import_name(&a.name, i, total);
     let taken: HashSet<String> = t.keys_of(owner.id)?.into_iter().map(|k| k.name).collect();
-    let mut seen = HashMap::new();
-    for (i, (line, s)) in secrets.iter().enumerate() {
-        let at = || format!("line {line} of {source}");
-        t.classify(s.expose())
-            .map_err(|e| CliError::new(format!("{}: {e}", at())))?;
-        let hash = t.hash(s.expose());
-        if let Some(first) = seen.insert(hash.0, *line) {
-            return Err(CliError::new(format!(
-                "{}: the same secret as line {first}",
-                at()
-            )));
-        }
-        if t.key_by_hash(&hash)?.is_some() {
-            return Err(CliError::new(format!(
-                "{}: this secret is already in the key table",
-                at()
-            )));
-        }
-        let name = name_of(i);
-        if taken.contains(&name) {
-            return Err(CliError::new(format!(
-                "{}: `{}` already has a key named `{name}`",
-                at(),
-                owner.login
-            )));
-        }
-    }
+    check_secrets(
+        &Checks {
+            secrets: &secrets,
+            source: &source,
+            format: &format_from(a.policy.as_deref())?,
+            hash: &|s| t.hash(s),
+            owner: &owner.login,
+            taken: &taken,
+            name: &a.name,
+        },
+        |hash| Ok(t.key_by_hash(hash)?.is_some()),
+    )?;
     let template = new_key(owner.id, String::new(), &a.limits)?;
     let tty = std::io::stderr().is_terminal();
     let mut done = Vec::with_capacity(total);

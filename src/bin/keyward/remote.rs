@@ -451,30 +451,57 @@ pub fn key_import(
     a: &KeyImportArgs,
     secrets: &[(usize, keyward::token::Secret)],
     source: &str,
+    format: &keyward::token::KeyFormat,
 ) -> CmdResult {
     let owner = r.principal(&a.owner)?;
+    let owner_id = u(&owner, "id");
+    // Check everything that can be checked here before sending anything, as `--db` does. The
+    // server holds the pepper, so a secret already stored is found when it is sent.
+    let taken: std::collections::HashSet<String> = r
+        .get(&format!("/principals/{owner_id}/keys"))?
+        .as_array()
+        .map(|ks| ks.iter().map(|k| s(k, "name")).collect())
+        .unwrap_or_default();
+    let hasher = keyward::token::Hasher::new(None);
+    crate::keys::check_secrets(
+        &crate::keys::Checks {
+            secrets,
+            source,
+            format,
+            hash: &|s| hasher.hash(s),
+            owner: &s(&owner, "login"),
+            taken: &taken,
+            name: &a.name,
+        },
+        |_| Ok(false),
+    )?;
     let total = secrets.len();
     let mut done = Vec::new();
     for (i, (line, secret)) in secrets.iter().enumerate() {
-        let name = if total == 1 {
-            a.name.clone()
-        } else {
-            format!("{}-{}", a.name, i + 1)
-        };
+        let name = crate::keys::import_name(&a.name, i, total);
         let new = crate::keys::new_key(0, name.clone(), &a.limits)?;
         let mut body = key_body(&name, &new, a.limits.read_only);
         body["secret"] = json!(secret.expose());
-        match r.post(
-            &format!("/principals/{}/keys/import", u(&owner, "id")),
-            body,
-        ) {
+        match r.post(&format!("/principals/{owner_id}/keys/import"), body) {
             Ok(k) => done.push(k),
             Err(e) => {
-                return Err(CliError::new(format!(
-                    "line {line} of {source}: {} ({} key(s) imported before the error)",
-                    e.message,
-                    done.len()
-                )))
+                let message = if e
+                    .message
+                    .ends_with("a key with the same secret already exists")
+                {
+                    crate::keys::ALREADY_STORED.to_owned()
+                } else {
+                    e.message
+                };
+                // Nothing written yet: the same error as a check before writing.
+                return Err(CliError::new(if done.is_empty() {
+                    format!("line {line} of {source}: {message}")
+                } else {
+                    format!(
+                        "line {line} of {source}: {message} ({} key(s) imported before the error)",
+                        done.len()
+                    )
+                }));
             }
         }
         if total > 1 {
