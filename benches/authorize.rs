@@ -5,6 +5,10 @@
 //! holds one role at one scope (org admin, org observer or project member). Prints, besides criterion's
 //! medians: p50/p99 of single calls, throughput with 1 and 2 threads, and memory per cached key.
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

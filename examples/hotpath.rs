@@ -1,6 +1,10 @@
 //! Runs `Engine::authorize` on a warm cache N times (first argument, default 100,000) over U users
 //! (second argument, default 1) for instruction counting under `valgrind --tool=callgrind` or timing
 //! under `perf`; prints ns per call.
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue};
 use keyward::policy::Policy;

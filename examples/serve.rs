@@ -9,6 +9,10 @@
 //! serve load-fixtures --db DIR --policy FILE --count N [--sample K]  # N SEED users (benchmark)
 //! ```
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "common/fixtures.rs"]
 mod fixtures;
 

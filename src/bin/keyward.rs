@@ -5,6 +5,10 @@
 //! the policy has errors; `fmt --check`: a file is not formatted), 2 anything that failed (usage,
 //! i/o, a database in use, unknown principal or key, ...). Errors are one line, `error: ...`.
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "keyward/args.rs"]
 mod args;
 #[path = "keyward/authorize.rs"]

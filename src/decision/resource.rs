@@ -89,9 +89,7 @@ impl<'a> Resource<'a> {
     #[inline]
     pub fn starts_with(&self, prefix: &OwnedPath) -> bool {
         let (t, p) = (self.text.as_bytes(), prefix.text.as_bytes());
-        t.len() >= p.len()
-            && (t.len() == p.len() || t[p.len()] == b'/')
-            && t[..p.len()] == *p
+        t.len() >= p.len() && (t.len() == p.len() || t[p.len()] == b'/') && t[..p.len()] == *p
     }
 
     /// An owned copy.

@@ -280,7 +280,26 @@ impl Server {
                 pepper: opts.pepper,
             },
         )?;
-        Server::bind_with_engine(Arc::new(engine), opts).await
+        let engine = Arc::new(engine);
+        // Read every page of the key table once, beside serving, so the first lookups of each key
+        // do not pay for bringing its page in (see `KeyTable::settle`).
+        let settling = Arc::clone(&engine);
+        let _ = std::thread::Builder::new()
+            .name("keyward-settle".into())
+            .spawn(move || {
+                let started = Instant::now();
+                match settling.table().settle() {
+                    Ok(n) => tracing::info!(
+                        entries = n,
+                        millis = started.elapsed().as_millis() as u64,
+                        "read the key table once"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the key table at start-up failed")
+                    }
+                }
+            });
+        Server::bind_with_engine(engine, opts).await
     }
 
     /// Serves an engine the caller already opened (tests, hosts that manage keys in-process).

@@ -110,7 +110,10 @@ pub(crate) fn key_by_hash(hash: &KeyHash) -> [u8; 1 + HASH_KEY_BYTES] {
 
 /// The first [`HASH_KEY_BYTES`] bytes of a hash: the key id index's value.
 pub(crate) fn hash_prefix(hash: &KeyHash) -> &[u8; HASH_KEY_BYTES] {
-    let (prefix, _) = hash.0.split_first_chunk::<HASH_KEY_BYTES>().unwrap_or((&[0; HASH_KEY_BYTES], &[]));
+    let (prefix, _) = hash
+        .0
+        .split_first_chunk::<HASH_KEY_BYTES>()
+        .unwrap_or((&[0; HASH_KEY_BYTES], &[]));
     prefix
 }
 
