@@ -748,3 +748,35 @@ fn refused_admin_calls_are_written_in_the_background_and_at_shutdown() {
     assert_eq!(e.table().pending_denials(), PendingDenials::default());
     assert_eq!(refusals(&e), 1);
 }
+
+/// Last-used times are written in the background while serving, not only at shutdown.
+#[test]
+fn last_used_times_are_written_while_serving() {
+    let t = TestServer::start("seed-platform", |o| {
+        o.last_used_write_interval = Some(Duration::from_millis(50))
+    });
+    let good = basic(t.s("SEED_EMAIL"), t.s("SEED_KEY"));
+    let r = t.ask(
+        "/auth",
+        "GET",
+        "/api/v3/organizations/6",
+        &[("Authorization", &good)],
+    );
+    assert_eq!(r.status, 200);
+    let engine = Arc::clone(t.server().engine());
+    let used = || {
+        engine
+            .table()
+            .list_keys()
+            .expect("keys")
+            .iter()
+            .find(|k| k.owner.to_string() == t.s("SEED_USER_ID"))
+            .and_then(|k| k.last_used)
+    };
+    let mut waited = 0;
+    while used().is_none() {
+        waited += 1;
+        assert!(waited < 100, "the background task writes last-used times");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -545,11 +545,13 @@ impl Engine {
             Outcome::Allow(via) => {
                 let (role, granted_at) = match via {
                     Via::Binding(i) => {
+                        // Fresh copies, not clones: a clone writes the shared count of an Arc
+                        // that every thread deciding for this role (or binding) also writes, and
+                        // that line then moves between cores on every decision. Two small
+                        // allocations from this thread's heap cost less.
                         let b = &bindings[i];
-                        let role = compiled
-                            .role_name(b.role)
-                            .map_or_else(|| Arc::from(""), Arc::clone);
-                        (role, Arc::clone(b.scope.text()))
+                        let role = Arc::from(compiled.role_name(b.role).map_or("", |r| &**r));
+                        (role, Arc::from(b.scope.as_str()))
                     }
                     Via::SelfAccess => {
                         let (kind, id) = parsed.first();

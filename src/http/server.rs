@@ -105,6 +105,10 @@ pub struct ServeOptions {
     /// ([`KeyTable::write_denials`](crate::store::KeyTable::write_denials)); they are also written when
     /// the log is read through the API and at shutdown. `None`: only then.
     pub refusal_write_interval: Option<Duration>,
+    /// How often the keys' last-used times, kept in memory, are written to the key table (one batch
+    /// each time; also at shutdown). `None`: only at shutdown. A crash loses at most this much of
+    /// them; they are approximate by design.
+    pub last_used_write_interval: Option<Duration>,
 }
 
 impl ServeOptions {
@@ -133,6 +137,7 @@ impl ServeOptions {
             shutdown_grace: Duration::from_secs(10),
             admin_prefix: Some("/keyward/v1".to_string()),
             refusal_write_interval: Some(Duration::from_secs(5)),
+            last_used_write_interval: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -156,6 +161,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("admin_prefix", &self.admin_prefix)
             .field("refusal_write_interval", &self.refusal_write_interval)
+            .field("last_used_write_interval", &self.last_used_write_interval)
             .finish()
     }
 }
@@ -402,6 +408,13 @@ impl Server {
                 stop_rx.clone(),
             )));
         }
+        if let Some(every) = shared.opts.last_used_write_interval {
+            background.push(tokio::spawn(write_last_used(
+                Arc::clone(&shared),
+                every,
+                stop_rx.clone(),
+            )));
+        }
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared), stop_rx));
         Ok(Server {
             addr,
@@ -540,6 +553,27 @@ async fn write_refusals(shared: Arc<Shared>, every: Duration, mut stop: watch::R
                 let _ = tokio::task::spawn_blocking(move || {
                     if let Err(e) = s.engine.table().write_denials() {
                         tracing::error!(error = %e, "cannot write the refused admin calls");
+                    }
+                })
+                .await;
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+async fn write_last_used(shared: Arc<Shared>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate: nothing has been used yet
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let s = Arc::clone(&shared);
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = s.engine.flush_last_used() {
+                        s.metrics.flush_error();
+                        tracing::error!(error = %e, "cannot write the keys' last-used times");
                     }
                 })
                 .await;
