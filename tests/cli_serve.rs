@@ -146,6 +146,31 @@ fn serve_answers_and_stops_on_sigterm() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let log = rest.join("\n");
     assert!(!log.contains(&secret), "the log never holds a key");
+    assert!(!log.contains("apiToken"), "nor the Authorization header");
+    // One logfmt line per decision, with who, what and why.
+    let decision = |outcome: &str| {
+        rest.iter()
+            .find(|l| l.contains(&format!("keyward::decision: outcome={outcome} ")))
+            .unwrap_or_else(|| panic!("no {outcome} line in\n{log}"))
+    };
+    let allow = decision("allow");
+    for field in [
+        "principal=1 ",
+        "key=1 ",
+        "role=env_admin ",
+        "action=read_data ",
+        "resource=environment:prod/project:web ",
+        "method=GET ",
+        "path=/api/environments/prod/projects/web/data ",
+        "style=api_token ",
+        "micros=",
+    ] {
+        assert!(allow.contains(field), "{field} in {allow}");
+    }
+    let deny = decision("deny");
+    for field in ["reason=no_credential ", "status=401 ", "method=GET "] {
+        assert!(deny.contains(field), "{field} in {deny}");
+    }
 }
 
 #[test]

@@ -8,6 +8,8 @@
 pub mod admin;
 pub mod layer;
 #[cfg(feature = "server")]
+pub mod log;
+#[cfg(feature = "server")]
 pub mod metrics;
 pub mod path;
 pub mod routes;

@@ -195,21 +195,32 @@ pub enum ServeError {
 /// subscriber (`RUST_LOG`, default `info`) unless one is set, serves, shuts down gracefully and
 /// writes the pending last-used times and refused admin calls. Blocking.
 pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
-    // Lines go through a background writer (never dropped: `lossy(false)` applies back-pressure
-    // instead); the guard flushes what is left when `run` returns. The writer thread buffers and
-    // flushes whenever it has drained the queue: one write(2) per burst of lines, not per line, and
-    // a line still reaches stderr as soon as the writer is idle.
-    let (writer, _flush_on_return) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(io::BufWriter::with_capacity(64 * 1024, io::stderr()));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(writer)
-        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
-        .try_init();
+    // Lines are batched for a background thread (never dropped: a writer that falls behind makes
+    // loggers wait); the guard writes what is left when `run` returns. A line reaches stderr within
+    // 20 ms (see `http::log::LogWriter`).
+    let (writer, _flush_on_return) =
+        super::log::LogWriter::new(io::stderr()).map_err(ServeError::Runtime)?;
+    {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        use tracing_subscriber::Layer as _;
+        // Decisions go through their own cheap formatter (see `http::log`), everything else
+        // through the general one.
+        let general = tracing_subscriber::fmt::layer()
+            .with_writer(writer.clone())
+            .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+            .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                m.target() != super::log::TARGET
+            }));
+        let _ = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .with(general)
+            .with(super::log::DecisionLog::new(writer))
+            .try_init();
+    }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = opts.workers {
         rt.worker_threads(n.max(1));
@@ -1020,10 +1031,10 @@ fn forward_auth(
                 shared.metrics.decision(Outcome::Allow, took);
                 if shared.opts.log_decisions {
                     tracing::info!(target: "keyward::decision", outcome = "allow",
-                        principal = allow.principal, key = allow.key, role = %allow.role,
-                        scope = %allow.granted_at, action = %target.action,
-                        resource = %target.resource, method = %original.method,
-                        path = %clip(original.path), style = ?allow.style,
+                        principal = allow.principal, key = allow.key, role = &*allow.role,
+                        scope = &*allow.granted_at, action = target.action.as_str(),
+                        resource = target.resource.as_str(), method = original.method.as_str(),
+                        path = clip(original.path), style = allow.style.code(),
                         micros = took.as_micros() as u64);
                 }
             }
@@ -1031,7 +1042,8 @@ fn forward_auth(
                 shared.metrics.decision(Outcome::PassThrough, took);
                 if shared.opts.log_decisions {
                     tracing::info!(target: "keyward::decision", outcome = "pass_through",
-                        reason = "no_route", method = %original.method, path = %clip(original.path));
+                        reason = "no_route", method = original.method.as_str(),
+                        path = clip(original.path));
                 }
             }
             HttpDecision::Deny(deny, resp) => {
@@ -1041,7 +1053,7 @@ fn forward_auth(
                     tracing::info!(target: "keyward::decision", outcome = "deny", reason = code,
                         detail = deny.reason.credential_code().unwrap_or(""),
                         principal = deny.principal, key = deny.key, status = resp.status,
-                        method = %original.method, path = %clip(original.path),
+                        method = original.method.as_str(), path = clip(original.path),
                         micros = took.as_micros() as u64);
                 }
             }

@@ -1,0 +1,467 @@
+//! The decision log of `keyward serve`: one line per decision, written by a `tracing` layer of its
+//! own instead of `tracing-subscriber`'s general formatter.
+//!
+//! Decisions are `tracing` events with the target `keyward::decision` (so any subscriber a host
+//! installs sees them as usual). `keyward serve` formats them with [`DecisionLog`]: a timestamp, the
+//! level, the target, then `name=value` pairs in logfmt (a value is quoted, with `\"`, `\\` and
+//! control characters escaped, only when it is empty or holds a space, `=`, `"` or a control
+//! character). The general formatter spent about 1.2 µs on each decision event, as much as the
+//! decision itself (its field visitor goes through `core::fmt` and ANSI styling for every field);
+//! this layer writes strings and integers straight into a reused per-thread buffer and caches the
+//! timestamp's date and time per second (`examples/logcost.rs` measures both: 1.36 µs and 0.30 µs per event).
+//!
+//! **Invariant:** a line is written with one `write_all` to the writer, so lines from concurrent
+//! workers never interleave.
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, Layer};
+
+/// The target of decision events.
+pub const TARGET: &str = "keyward::decision";
+
+/// A `tracing` layer that writes the events of target [`TARGET`] as logfmt lines to `W`.
+#[derive(Debug)]
+pub struct DecisionLog<W> {
+    make: W,
+}
+
+impl<W> DecisionLog<W> {
+    /// A layer writing to what `make` makes (e.g. a [`LogWriter`]).
+    pub fn new(make: W) -> Self {
+        DecisionLog { make }
+    }
+}
+
+thread_local! {
+    /// The line being built, and the last whole second formatted with its `YYYY-MM-DDTHH:MM:SS`.
+    static LINE: RefCell<(String, u64, String)> = RefCell::new((String::with_capacity(512), u64::MAX, String::new()));
+}
+
+impl<S, W> Layer<S> for DecisionLog<W>
+where
+    S: Subscriber,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        if meta.target() != TARGET {
+            return;
+        }
+        LINE.with(|cell| {
+            let Ok(mut cell) = cell.try_borrow_mut() else {
+                return; // re-entered from a writer that logs: drop rather than panic
+            };
+            let (line, second, stamp) = &mut *cell;
+            line.clear();
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            if now.as_secs() != *second {
+                *second = now.as_secs();
+                stamp.clear();
+                civil_time(now.as_secs(), stamp);
+            }
+            line.push_str(stamp);
+            let micros = now.subsec_micros();
+            line.push('.');
+            for div in [100_000, 10_000, 1_000, 100, 10, 1] {
+                line.push(char::from(b'0' + (micros / div % 10) as u8));
+            }
+            line.push_str("Z ");
+            line.push_str(level_text(*meta.level()));
+            line.push(' ');
+            line.push_str(TARGET);
+            line.push(':');
+            event.record(&mut Fields { line });
+            line.push('\n');
+            let _ = self.make.make_writer().write_all(line.as_bytes());
+        });
+    }
+}
+
+fn level_text(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "ERROR",
+        Level::WARN => " WARN",
+        Level::INFO => " INFO",
+        Level::DEBUG => "DEBUG",
+        Level::TRACE => "TRACE",
+    }
+}
+
+/// Appends `YYYY-MM-DDTHH:MM:SS` for unix seconds `secs` (UTC; proleptic Gregorian calendar).
+fn civil_time(secs: u64, out: &mut String) {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rem / 3_600,
+        rem / 60 % 60,
+        rem % 60
+    );
+}
+
+/// Appends the decimal digits of `v`.
+fn push_u64(line: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    // INVARIANT: `buf[i..]` holds ASCII digits only.
+    line.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+}
+
+struct Fields<'a> {
+    line: &'a mut String,
+}
+
+impl Fields<'_> {
+    fn name(&mut self, field: &Field) {
+        self.line.push(' ');
+        self.line.push_str(field.name());
+        self.line.push('=');
+    }
+}
+
+/// Bytes a bare logfmt value may hold: visible ASCII but `=`, `"` and `\\` (anything else, including
+/// every non-ASCII byte, takes the careful path).
+const BARE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        t[b] = !matches!(b as u8, b'=' | b'"' | b'\\');
+        b += 1;
+    }
+    t
+};
+
+/// Appends `value` as a logfmt value: bare when it can be, quoted and escaped otherwise.
+fn push_value(line: &mut String, value: &str) {
+    if !value.is_empty() && value.bytes().all(|b| BARE[usize::from(b)]) {
+        line.push_str(value);
+        return;
+    }
+    let plain = !value.is_empty()
+        && !value
+            .chars()
+            .any(|c| c == ' ' || c == '=' || c == '"' || c == '\\' || c.is_control());
+    if plain {
+        line.push_str(value);
+        return;
+    }
+    line.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => line.push_str("\\\""),
+            '\\' => line.push_str("\\\\"),
+            '\n' => line.push_str("\\n"),
+            '\r' => line.push_str("\\r"),
+            '\t' => line.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(line, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => line.push(c),
+        }
+    }
+    line.push('"');
+}
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.name(field);
+        push_value(self.line, value);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.name(field);
+        push_u64(self.line, value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.name(field);
+        let _ = write!(self.line, "{value}");
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.name(field);
+        self.line.push_str(if value { "true" } else { "false" });
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.name(field);
+        let mut text = String::new();
+        let _ = write!(text, "{value:?}");
+        push_value(self.line, &text);
+    }
+}
+
+/// A log writer for many threads that batches lines: a line is appended to a shared buffer under a
+/// mutex (no allocation, no channel, no system call) and a background thread writes the buffer out
+/// when it passes [`BATCH_BYTES`] or every [`BATCH_DELAY`], whichever comes first. Lines are never
+/// dropped: a writer that falls [`MAX_PENDING_BYTES`] behind makes the loggers wait. Dropping the
+/// [`LogWriterGuard`] writes what is pending and stops the thread.
+///
+/// `tracing_appender`'s non-blocking writer sends every line through a channel as its own
+/// allocation and wakes its writer thread per line; under load that was most of a decision line's
+/// cost.
+#[derive(Clone, Debug)]
+pub struct LogWriter {
+    shared: std::sync::Arc<Batch>,
+}
+
+/// Write out once this much is pending.
+pub const BATCH_BYTES: usize = 32 * 1024;
+/// Write out at least this often when anything is pending.
+pub const BATCH_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
+/// Loggers wait while this much is pending.
+pub const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Default)]
+struct Batch {
+    pending: parking_lot::Mutex<Pending>,
+    /// Wakes the writer thread (enough pending, or stopping).
+    full: parking_lot::Condvar,
+    /// Wakes loggers waiting for room.
+    room: parking_lot::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    stopping: bool,
+}
+
+/// Stops a [`LogWriter`]'s thread when dropped, after it wrote everything pending.
+#[derive(Debug)]
+pub struct LogWriterGuard {
+    shared: std::sync::Arc<Batch>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LogWriter {
+    /// A writer whose thread writes to `out`.
+    pub fn new<W: std::io::Write + Send + 'static>(
+        mut out: W,
+    ) -> std::io::Result<(LogWriter, LogWriterGuard)> {
+        let shared = std::sync::Arc::new(Batch::default());
+        let batch = std::sync::Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("keyward-log".into())
+            .spawn(move || {
+                let mut spare = Vec::with_capacity(BATCH_BYTES * 2);
+                loop {
+                    let stopping = {
+                        let mut p = batch.pending.lock();
+                        if p.bytes.len() < BATCH_BYTES && !p.stopping {
+                            batch.full.wait_for(&mut p, BATCH_DELAY);
+                        }
+                        std::mem::swap(&mut p.bytes, &mut spare);
+                        p.stopping
+                    };
+                    batch.room.notify_all();
+                    if !spare.is_empty() {
+                        // A failing stderr must not stop the loggers: the line is lost, not them.
+                        let _ = out.write_all(&spare).and_then(|()| out.flush());
+                        spare.clear();
+                    }
+                    if stopping && batch.pending.lock().bytes.is_empty() {
+                        break;
+                    }
+                }
+            })?;
+        Ok((
+            LogWriter {
+                shared: std::sync::Arc::clone(&shared),
+            },
+            LogWriterGuard {
+                shared,
+                thread: Some(thread),
+            },
+        ))
+    }
+
+    fn append(&self, line: &[u8]) {
+        let mut p = self.shared.pending.lock();
+        while p.bytes.len() >= MAX_PENDING_BYTES && !p.stopping {
+            self.shared.full.notify_one();
+            self.shared.room.wait(&mut p);
+        }
+        let was = p.bytes.len();
+        p.bytes.extend_from_slice(line);
+        if was < BATCH_BYTES && p.bytes.len() >= BATCH_BYTES {
+            self.shared.full.notify_one();
+        }
+    }
+}
+
+impl Drop for LogWriterGuard {
+    fn drop(&mut self) {
+        self.shared.pending.lock().stopping = true;
+        self.shared.full.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl std::io::Write for &LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.append(buf);
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.append(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogWriter {
+    type Writer = &'a LogWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Write` that appends to a shared vector.
+    #[derive(Clone, Default)]
+    struct Sink(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_batching_writer_keeps_every_line_whole_and_in_order_per_thread() {
+        use std::io::Write as _;
+        let sink = Sink::default();
+        let (writer, guard) = LogWriter::new(sink.clone()).expect("writer");
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let w = writer.clone();
+                s.spawn(move || {
+                    for i in 0..20_000 {
+                        let line = format!("thread={t} line={i} {}\n", "x".repeat(i % 300));
+                        (&w).write_all(line.as_bytes()).expect("write");
+                    }
+                });
+            }
+        });
+        drop(guard);
+        let out = String::from_utf8(sink.0.lock().clone()).expect("utf-8");
+        let mut next = [0usize; 4];
+        for line in out.lines() {
+            let mut parts = line.split(' ');
+            let t: usize = parts
+                .next()
+                .and_then(|p| p.strip_prefix("thread="))
+                .and_then(|v| v.parse().ok())
+                .expect("thread");
+            let i: usize = parts
+                .next()
+                .and_then(|p| p.strip_prefix("line="))
+                .and_then(|v| v.parse().ok())
+                .expect("line");
+            assert_eq!(i, next[t], "thread {t}");
+            assert_eq!(parts.next().map_or(0, str::len), i % 300, "line {i} whole");
+            next[t] += 1;
+        }
+        assert_eq!(next, [20_000; 4], "every line written once");
+    }
+
+    #[test]
+    fn a_line_reaches_the_output_without_more_traffic() {
+        use std::io::Write as _;
+        let sink = Sink::default();
+        let (writer, _guard) = LogWriter::new(sink.clone()).expect("writer");
+        (&writer).write_all(b"one line\n").expect("write");
+        let mut waited = 0;
+        while sink.0.lock().is_empty() {
+            waited += 1;
+            assert!(waited < 100, "written within the batch delay");
+            std::thread::sleep(BATCH_DELAY);
+        }
+        assert_eq!(&*sink.0.lock(), b"one line\n");
+    }
+
+    #[test]
+    fn integers_are_written_in_full() {
+        for v in [0, 7, 10, 4_294_967_296, u64::MAX] {
+            let mut s = String::new();
+            push_u64(&mut s, v);
+            assert_eq!(s, v.to_string());
+        }
+    }
+
+    #[test]
+    fn civil_time_matches_known_dates() {
+        for (secs, want) in [
+            (0, "1970-01-01T00:00:00"),
+            (951_782_400, "2000-02-29T00:00:00"),
+            (1_795_420_800, "2026-11-23T08:00:00"),
+            (4_107_542_399, "2100-02-28T23:59:59"),
+        ] {
+            let mut s = String::new();
+            civil_time(secs, &mut s);
+            assert_eq!(s, want, "{secs}");
+        }
+    }
+
+    #[test]
+    fn values_are_quoted_only_when_needed() {
+        for (value, want) in [
+            ("org_admin", "org_admin"),
+            ("domain:1/organization:6", "domain:1/organization:6"),
+            ("", "\"\""),
+            ("a b", "\"a b\""),
+            ("x=\"y\"", "\"x=\\\"y\\\"\""),
+            ("line\nbreak", "\"line\\nbreak\""),
+            ("\u{1b}[31m", "\"\\u{1b}[31m\""),
+            ("é", "é"),
+            ("\u{85}", "\"\\u{85}\""),
+        ] {
+            let mut s = String::new();
+            push_value(&mut s, value);
+            assert_eq!(s, want, "{value:?}");
+        }
+    }
+}
