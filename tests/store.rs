@@ -1617,7 +1617,9 @@ fn cache_capacity_is_an_option() -> TestResult {
 }
 
 /// A table with a rotated generated key and an imported one; its keys as listed.
-fn table_to_migrate(path: &std::path::Path) -> Result<(u64, Vec<KeyRecord>), Box<dyn std::error::Error>> {
+fn table_to_migrate(
+    path: &std::path::Path,
+) -> Result<(u64, Vec<KeyRecord>), Box<dyn std::error::Error>> {
     let t = KeyTable::open(path, StoreOptions::default())?;
     let owner = user(&t, "a@example.org")?;
     t.import_key(Actor::Cli, NewKey::new(owner, "seed"), SEED_KEY)?;
@@ -1670,7 +1672,11 @@ fn older_layouts_are_migrated_on_open() -> TestResult {
         assert_eq!(t.keys_of(owner)?, before, "layout {version}");
         for rec in &before {
             assert_eq!(t.key(rec.id)?.as_ref(), Some(rec), "layout {version}");
-            assert_eq!(t.key_by_hash(&rec.hash)?.as_ref(), Some(rec), "layout {version}");
+            assert_eq!(
+                t.key_by_hash(&rec.hash)?.as_ref(),
+                Some(rec),
+                "layout {version}"
+            );
         }
         let seed = t.key_by_hash(&t.hash(SEED_KEY))?.ok_or("seed key lost")?;
         t.delete_key(Actor::Cli, seed.id)?;
