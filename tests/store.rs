@@ -1542,6 +1542,18 @@ fn import_keys_writes_nothing_when_any_key_fails() -> TestResult {
         ),
     ];
     for (what, keys) in cases {
+        // The indexed forms name the key refused, the second; the check writes nothing either.
+        let e = t
+            .check_import_keys(keys.clone())
+            .err()
+            .ok_or(format!("{what}: the check accepted"))?;
+        assert_eq!(e.index, Some(1), "{what}: {e}");
+        assert!(e.to_string().starts_with("item 1: "), "{what}: {e}");
+        let e = t
+            .import_keys_indexed(Actor::Cli, keys.clone())
+            .err()
+            .ok_or(format!("{what}: accepted"))?;
+        assert_eq!(e.index, Some(1), "{what}: {e}");
         let r = t.import_keys(Actor::Cli, keys);
         assert!(r.is_err(), "{what}: accepted");
         assert_eq!(t.seq(), seq, "{what}: a mutation was committed");
@@ -1553,6 +1565,10 @@ fn import_keys_writes_nothing_when_any_key_fails() -> TestResult {
     }
     assert!(t.import_keys::<String>(Actor::Cli, Vec::new())?.is_empty());
     assert_eq!(t.seq(), seq);
+    // A batch that passes the check is not written by it.
+    t.check_import_keys(vec![ok(1), ok(2)])?;
+    assert_eq!(t.seq(), seq);
+    assert_eq!(t.keys_of(a)?.len(), 1);
     Ok(())
 }
 
@@ -1617,7 +1633,9 @@ fn cache_capacity_is_an_option() -> TestResult {
 }
 
 /// A table with a rotated generated key and an imported one; its keys as listed.
-fn table_to_migrate(path: &std::path::Path) -> Result<(u64, Vec<KeyRecord>), Box<dyn std::error::Error>> {
+fn table_to_migrate(
+    path: &std::path::Path,
+) -> Result<(u64, Vec<KeyRecord>), Box<dyn std::error::Error>> {
     let t = KeyTable::open(path, StoreOptions::default())?;
     let owner = user(&t, "a@example.org")?;
     t.import_key(Actor::Cli, NewKey::new(owner, "seed"), SEED_KEY)?;
@@ -1670,7 +1688,11 @@ fn older_layouts_are_migrated_on_open() -> TestResult {
         assert_eq!(t.keys_of(owner)?, before, "layout {version}");
         for rec in &before {
             assert_eq!(t.key(rec.id)?.as_ref(), Some(rec), "layout {version}");
-            assert_eq!(t.key_by_hash(&rec.hash)?.as_ref(), Some(rec), "layout {version}");
+            assert_eq!(
+                t.key_by_hash(&rec.hash)?.as_ref(),
+                Some(rec),
+                "layout {version}"
+            );
         }
         let seed = t.key_by_hash(&t.hash(SEED_KEY))?.ok_or("seed key lost")?;
         t.delete_key(Actor::Cli, seed.id)?;
