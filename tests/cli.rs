@@ -837,8 +837,6 @@ fn table_commands() {
                 "ci",
                 "--scope",
                 "environment:1",
-                "--policy",
-                "{p}/api-token.policy",
                 "--json",
             ],
             0,

@@ -76,6 +76,7 @@ fn show_secret(verb: &str, rec: &KeyRecord, owner: &str, secret: &Secret, json: 
 pub fn run(cmd: KeyCommand) -> CmdResult {
     match cmd {
         KeyCommand::Create(a) => {
+            remote::no_policy(&a.db, a.policy.as_deref())?;
             if let Some(r) = Remote::from_args(&a.db)? {
                 return remote::key_create(&r, &a);
             }
@@ -142,6 +143,7 @@ pub fn run(cmd: KeyCommand) -> CmdResult {
             println!("activated key {} `{}`", rec.id, rec.name);
         }
         KeyCommand::Rotate(a) => {
+            remote::no_policy(&a.db, a.policy.as_deref())?;
             if let Some(r) = Remote::from_args(&a.db)? {
                 return remote::key_rotate(&r, &a);
             }
@@ -162,6 +164,7 @@ pub fn run(cmd: KeyCommand) -> CmdResult {
             show_secret("new", &rec, &owner.login, &secret, a.json);
         }
         KeyCommand::Regenerate(a) => {
+            remote::no_policy(&a.db, a.policy.as_deref())?;
             if let Some(r) = Remote::from_args(&a.db)? {
                 return remote::key_regenerate(&r, &a);
             }

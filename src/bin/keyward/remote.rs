@@ -79,6 +79,12 @@ impl Remote {
         let Some(url) = &db.server else {
             return Ok(None);
         };
+        if db.pepper_file.is_some() {
+            return Err(not_with_server(
+                "--pepper-file",
+                "the server holds the pepper",
+            ));
+        }
         if !loopback(url) {
             return Err(CliError::new(format!(
                 "`{url}` is not a loopback http:// URL: the admin API is plain HTTP, so the CLI \
@@ -186,6 +192,23 @@ impl Remote {
             }
         })
     }
+}
+
+/// The usage error for an option that `--server` mode has no use for.
+fn not_with_server(option: &str, why: &str) -> CliError {
+    CliError::new(format!("{option} cannot be used with --server: {why}"))
+}
+
+/// Refuses `--policy` on a command that generates a key, with `--server`: the server's policy
+/// decides the key prefix.
+pub fn no_policy(db: &DbArgs, policy: Option<&std::path::Path>) -> Result<(), CliError> {
+    if db.server.is_some() && policy.is_some() {
+        return Err(not_with_server(
+            "--policy",
+            "the server's policy decides the key prefix",
+        ));
+    }
+    Ok(())
 }
 
 /// The `Authorization` header value: `KEYWARD_AUTHORIZATION`, else `Bearer` + `--key-file` or
