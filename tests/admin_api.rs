@@ -814,3 +814,395 @@ fn a_flood_of_refusals_is_bounded_and_summarised() {
     let page = w.admin.get("/audit?limit=1").json();
     assert_eq!(page["entries"][0]["op"], "access_denied");
 }
+
+// ----- the batch import -----
+
+const BATCH: &str = "/principals/alice@example.com/keys/import-batch";
+
+/// The newest audit entry, as the admin sees it.
+fn newest_entry(admin: &Client) -> serde_json::Value {
+    let r = admin.get("/audit?limit=1");
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["entries"][0].clone()
+}
+
+/// Whether `secret` authenticates through the engine as `login`, and is allowed `read_data` on
+/// alice's project.
+fn works_as(e: &Engine, secret: &str, login: &str) -> bool {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "authorization",
+        format!("apiToken {secret}").parse().expect("header"),
+    );
+    e.authenticate(&headers, None)
+        .is_ok_and(|ident| ident.login() == login)
+        && e.authorize(&keyward::Request::new(
+            &headers,
+            "read_data",
+            "environment:1/project:3",
+        ))
+        .is_allowed()
+}
+
+/// One request answers many keys: one mutation, one `keys_imported` entry with the caller, the
+/// records without their secrets, every key usable at once. An admin's keys are confined to its
+/// scope; a user's own keys (self rule) are not.
+#[test]
+fn batch_import_is_one_audited_mutation() {
+    let w = world();
+    let secrets = [
+        "batch-secret-0000000000000001",
+        "batch-secret-0000000000000002",
+        "batch-secret-0000000000000003",
+    ];
+    let seq = w.e.table().seq();
+    let r = w.admin.post(
+        BATCH,
+        json!({ "keys": [
+            { "name": "b1", "secret": secrets[0] },
+            { "name": "b2", "secret": secrets[1], "read_only": true, "permissions": ["read_data"] },
+            { "name": "b3", "secret": secrets[2], "scope": "environment:1/project:3" },
+        ] }),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    for s in secrets {
+        assert!(!r.body.contains(s), "a secret echoed: {}", r.body);
+    }
+    let v = r.json();
+    let keys = v["keys"].as_array().expect("keys");
+    let names: Vec<&str> = keys.iter().filter_map(|k| k["name"].as_str()).collect();
+    assert_eq!(names, ["b1", "b2", "b3"]);
+    assert!(keys
+        .iter()
+        .all(|k| k["imported"] == true && k["owner"] == w.alice_id));
+    assert_eq!(keys[0]["scope"], "environment:1");
+    assert_eq!(keys[1]["read_only"], true);
+    assert_eq!(keys[1]["permissions"], json!(["read_data"]));
+    assert_eq!(keys[2]["scope"], "environment:1/project:3");
+    let first = keys[0]["id"].as_u64().expect("id");
+    assert_eq!(keys[2]["id"].as_u64(), Some(first + 2));
+    // One mutation, one audit entry naming the caller.
+    assert_eq!(w.e.table().seq(), seq + 1);
+    let entry = newest_entry(&w.admin);
+    assert_eq!(entry["op"], "keys_imported", "{entry}");
+    assert_eq!(entry["seq"], seq + 1);
+    assert_eq!(
+        entry["text"],
+        format!(
+            "keys {first} to {} (3 key(s)) imported for 1 principal(s)",
+            first + 2
+        )
+    );
+    let admin_id = w.admin.get("/whoami").json()["principal"].clone();
+    assert_eq!(entry["actor"], json!({ "principal": admin_id }));
+    for s in secrets {
+        assert!(works_as(&w.e, s, "alice@example.com"), "{s}");
+    }
+
+    // Alice imports for herself: her own account, so her keys are not confined.
+    let mine = "alices-own-batch-secret-000000001";
+    let r = w.alice.post(
+        BATCH,
+        json!({ "keys": [{ "name": "mine", "secret": mine }] }),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["keys"][0]["scope"], json!(null));
+    assert!(works_as(&w.e, mine, "alice@example.com"));
+    assert_eq!(
+        newest_entry(&w.admin)["actor"],
+        json!({ "principal": w.alice_id })
+    );
+
+    // A dry run checks and writes nothing.
+    let seq = w.e.table().seq();
+    let r = w.admin.post(
+        &format!("{BATCH}?dry_run=true"),
+        json!({ "keys": [{ "name": "d1", "secret": "dry-run-secret-000000000001" }] }),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), json!({ "checked": 1 }));
+    assert_eq!(w.e.table().seq(), seq);
+    assert!(!works_as(
+        &w.e,
+        "dry-run-secret-000000000001",
+        "alice@example.com"
+    ));
+}
+
+/// Every refused batch names the key at fault (`index`, and `item N: ` in the message), never
+/// echoes a secret, and writes nothing: not one key of it, no audit entry.
+#[test]
+fn batch_import_is_all_or_nothing() {
+    let w = world();
+    let stored = "already-stored-secret-000000001";
+    let r = w.admin.post(
+        BATCH,
+        json!({ "keys": [{ "name": "stored", "secret": stored }] }),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let fresh = |i: u32| json!({ "name": format!("n{i}"), "secret": format!("fresh-batch-secret-{i:012}") });
+    let with = |i: u32, field: &str, value: serde_json::Value| {
+        let mut k = fresh(i);
+        k[field] = value;
+        k
+    };
+    // (what, body, status, code, index)
+    let rows: Vec<(&str, serde_json::Value, u16, &str, Option<u64>)> = vec![
+        (
+            "a bad key name",
+            json!([fresh(1), with(2, "name", json!(""))]),
+            400,
+            "invalid_name",
+            Some(1),
+        ),
+        (
+            "a secret that is no acceptable key",
+            json!([fresh(1), fresh(2), with(3, "secret", json!("has space"))]),
+            400,
+            "invalid_key",
+            Some(2),
+        ),
+        (
+            "a generated-looking key with a bad checksum",
+            json!([with(
+                1,
+                "secret",
+                json!("kw_notAValidGeneratedKeyAtAll1234")
+            )]),
+            400,
+            "invalid_key",
+            Some(0),
+        ),
+        (
+            "a secret repeated in the batch",
+            json!([
+                fresh(1),
+                fresh(2),
+                with(3, "secret", fresh(1)["secret"].clone())
+            ]),
+            409,
+            "conflict",
+            Some(2),
+        ),
+        (
+            "a secret already stored",
+            json!([fresh(1), with(2, "secret", json!(stored))]),
+            409,
+            "conflict",
+            Some(1),
+        ),
+        (
+            "a name in use",
+            json!([with(1, "name", json!("own"))]),
+            409,
+            "conflict",
+            Some(0),
+        ),
+        (
+            "a name repeated in the batch",
+            json!([fresh(1), with(2, "name", json!("n1"))]),
+            409,
+            "conflict",
+            Some(1),
+        ),
+        (
+            "an expiry in the past",
+            json!([fresh(1), with(2, "expires_at", json!(1))]),
+            400,
+            "invalid_expiry",
+            Some(1),
+        ),
+        (
+            "an invalid scope",
+            json!([fresh(1), with(2, "scope", json!("environment:1//x"))]),
+            400,
+            "invalid_scope",
+            Some(1),
+        ),
+        (
+            "a key without its secret",
+            json!([fresh(1), { "name": "x" }]),
+            400,
+            "malformed_request",
+            Some(1),
+        ),
+        (
+            "a scope outside the admin's",
+            json!([fresh(1), with(2, "scope", json!("environment:2"))]),
+            403,
+            "outside_key_scope",
+            Some(1),
+        ),
+        (
+            "an unknown field",
+            json!([with(1, "owner", json!(3))]),
+            400,
+            "malformed_request",
+            None,
+        ),
+        ("no key at all", json!([]), 400, "malformed_request", None),
+    ];
+    let keys = || w.e.table().keys_of(w.alice_id).expect("keys").len();
+    let (seq, count) = (w.e.table().seq(), keys());
+    for (what, batch, status, code, index) in rows {
+        let body = json!({ "keys": batch });
+        for query in ["", "?dry_run=true"] {
+            let r = w.admin.post(&format!("{BATCH}{query}"), body.clone());
+            assert_eq!(r.status, status, "{what}{query}: {}", r.body);
+            r.error(status, code);
+            let v = r.json();
+            assert_eq!(v["index"].as_u64(), index, "{what}{query}: {}", r.body);
+            if let Some(i) = index {
+                let message = v["message"].as_str().unwrap_or_default();
+                assert!(
+                    message.starts_with(&format!("item {i}: ")),
+                    "{what}: {message}"
+                );
+            }
+            for k in batch.as_array().into_iter().flatten() {
+                if let Some(s) = k["secret"].as_str() {
+                    assert!(!r.body.contains(s), "{what}: a secret echoed: {}", r.body);
+                }
+            }
+            assert_eq!(
+                w.e.table().seq(),
+                seq,
+                "{what}{query}: something was written"
+            );
+            assert_eq!(keys(), count, "{what}{query}: keys were written");
+        }
+    }
+    // The repeated secret names the first key with it; the message never holds the secret.
+    let r = w.admin.post(
+        BATCH,
+        json!({ "keys": [fresh(1), fresh(2), with(3, "secret", fresh(1)["secret"].clone())] }),
+    );
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the same secret as item 0")),
+        "{}",
+        r.body
+    );
+    // The 403s above are the admin API's refusals: audited, with the batch's path.
+    let refused: Vec<serde_json::Value> = denials(&w.admin);
+    assert_eq!(refused.len(), 2, "{refused:#?}");
+    assert!(refused
+        .iter()
+        .all(|d| d["denial"]["code"] == "outside_key_scope"
+            && d["denial"]["path"] == format!("/keyward/v1{BATCH}")));
+}
+
+/// Who may call it: the same right as the single import, checked once for the whole batch (and
+/// before a large body is read). Refusals are audited.
+#[test]
+fn batch_import_is_authorized_like_a_single_import() {
+    let w = world();
+    let batch = json!({ "keys": [{ "name": "x", "secret": "who-may-import-secret-00001" }] });
+    // Not authenticated.
+    w.anon
+        .post(BATCH, batch.clone())
+        .error(401, "no_credential");
+    // Others' principals are not found: alice for bob, the environment-1 admin for bob.
+    for (caller, target) in [(&w.alice, "bob@example.com"), (&w.admin, "bob@example.com")] {
+        caller
+            .post(
+                &format!("/principals/{target}/keys/import-batch"),
+                batch.clone(),
+            )
+            .error(404, "not_found");
+    }
+    // A scope where the admin has no role.
+    w.admin
+        .post(&format!("{BATCH}?at=environment:2"), batch.clone())
+        .error(403, "no_role");
+    // A user without the management right: alice's read-only key may not manage even her own keys.
+    let mut ro = NewKey::new(w.alice_id, "read-only");
+    ro.read_only = true;
+    let (_, ro_secret) = w.e.table().create_key(Actor::Cli, ro).expect("key");
+    let alice_ro = Client::api_token(w.admin.addr, ro_secret.expose());
+    alice_ro
+        .post(BATCH, batch.clone())
+        .error(403, "read_only_key");
+    // Without a self rule (003), a member cannot import her own keys.
+    let e = bundled("cognitive3d");
+    let (_, uma_key) = user(
+        &e,
+        "uma@example.com",
+        &[("project_member", "domain:1/organization:6/project:2")],
+    );
+    let uma = Client::new(
+        serve_admin(Arc::clone(&e)),
+        Some(("Authorization", &format!("APIKEY:ORGANIZATION {uma_key}"))),
+    );
+    uma.post(
+        "/principals/uma@example.com/keys/import-batch",
+        json!({ "keys": [{ "name": "x", "secret": "orgkey-like-but-opaque-secret-01" }] }),
+    )
+    .error(403, "no_role");
+    assert!(e.table().keys_of(1).expect("keys").len() == 1);
+    // Nothing was written; every refusal is in the log with the batch's path.
+    assert!(w
+        .e
+        .table()
+        .key_by_hash(&w.e.table().hash("who-may-import-secret-00001"))
+        .expect("read")
+        .is_none());
+    let refused = denials(&w.admin);
+    let codes: Vec<&str> = refused
+        .iter()
+        .filter(|d| {
+            d["denial"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("/keys/import-batch"))
+        })
+        .filter_map(|d| d["denial"]["code"].as_str())
+        .collect();
+    assert_eq!(
+        codes,
+        ["read_only_key", "no_role", "no_credential"],
+        "{refused:#?}"
+    );
+}
+
+/// At most `IMPORT_BATCH_MAX` keys and `IMPORT_BODY_LIMIT` bytes per call: 413 `too_large`, nothing
+/// written; exactly the most keys is accepted.
+#[test]
+fn batch_import_is_bounded() {
+    use keyward::http::admin::{IMPORT_BATCH_MAX, IMPORT_BODY_LIMIT};
+    let w = world();
+    let many = |n: usize| {
+        let keys: Vec<serde_json::Value> = (0..n)
+            .map(|i| json!({ "name": format!("k{i}"), "secret": format!("bounded-batch-secret-{i:08}") }))
+            .collect();
+        json!({ "keys": keys })
+    };
+    let seq = w.e.table().seq();
+    let r = w.admin.post(BATCH, many(IMPORT_BATCH_MAX + 1));
+    r.error(413, "too_large");
+    assert!(r.json()["message"]
+        .as_str()
+        .is_some_and(|m| m.contains(&format!("more than the {IMPORT_BATCH_MAX} allowed"))));
+    let mut big = br#"{"keys": ["#.to_vec();
+    big.resize(IMPORT_BODY_LIMIT + 10, b' ');
+    w.admin
+        .raw("POST", BATCH, Some(&big))
+        .error(413, "too_large");
+    assert_eq!(w.e.table().seq(), seq);
+
+    // The most keys, in a body larger than the other endpoints take.
+    let body = many(IMPORT_BATCH_MAX);
+    assert!(body.to_string().len() > keyward::http::admin::BODY_LIMIT);
+    let r = w.admin.post(BATCH, body);
+    assert_eq!(r.status, 201, "{}", &r.body[..r.body.len().min(300)]);
+    assert_eq!(
+        r.json()["keys"].as_array().map(Vec::len),
+        Some(IMPORT_BATCH_MAX)
+    );
+    assert_eq!(w.e.table().seq(), seq + 1);
+    assert!(works_as(
+        &w.e,
+        "bounded-batch-secret-00004999",
+        "alice@example.com"
+    ));
+}

@@ -254,3 +254,73 @@ fn a_caller_without_the_manage_action_is_refused() {
         "{err}"
     );
 }
+
+/// Options only `--db` has a use for are refused with `--server`: one error line, exit 2, before
+/// anything is sent (the URL is a loopback port nobody listens on, so sending would fail otherwise).
+/// `--policy` on the commands that generate a key (the server's policy decides the prefix) and
+/// `--pepper-file` on every table command (the server holds the pepper).
+#[test]
+fn options_without_use_with_server_are_refused() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let url = format!("http://127.0.0.1:{port}/keyward/v1");
+    const POLICY: &str = "error: --policy cannot be used with --server: the server's policy decides the key prefix\n";
+    const PEPPER: &str =
+        "error: --pepper-file cannot be used with --server: the server holds the pepper\n";
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/api-token.policy");
+    let rows: &[(&[&str], &str)] = &[
+        (
+            &[
+                "key", "create", "--owner", "1", "--name", "k", "--policy", policy,
+            ],
+            POLICY,
+        ),
+        (&["key", "rotate", "1", "--policy", policy], POLICY),
+        (
+            &["key", "regenerate", "1", "--policy", policy, "--json"],
+            POLICY,
+        ),
+        (
+            &[
+                "key",
+                "create",
+                "--owner",
+                "1",
+                "--name",
+                "k",
+                "--pepper-file",
+                "p",
+            ],
+            PEPPER,
+        ),
+        (
+            &["key", "import", "--owner", "1", "--pepper-file", "p"],
+            PEPPER,
+        ),
+        (&["key", "list", "--pepper-file", "p"], PEPPER),
+        (&["key", "delete", "1", "--pepper-file", "p"], PEPPER),
+        (&["principal", "list", "--pepper-file", "p"], PEPPER),
+        (
+            &[
+                "bind",
+                "1",
+                "developer",
+                "environment:1/project:1",
+                "--pepper-file",
+                "p",
+            ],
+            PEPPER,
+        ),
+        (&["workspace", "list", "--pepper-file", "p"], PEPPER),
+        (&["audit", "--pepper-file", "p"], PEPPER),
+    ];
+    for (args, want) in rows {
+        let (code, out, err) = run(&url, args, &[("KEYWARD_KEY", "kw_x")]);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert_eq!(&err, want, "{args:?}");
+    }
+}

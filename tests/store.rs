@@ -1542,6 +1542,18 @@ fn import_keys_writes_nothing_when_any_key_fails() -> TestResult {
         ),
     ];
     for (what, keys) in cases {
+        // The indexed forms name the key refused, the second; the check writes nothing either.
+        let e = t
+            .check_import_keys(keys.clone())
+            .err()
+            .ok_or(format!("{what}: the check accepted"))?;
+        assert_eq!(e.index, Some(1), "{what}: {e}");
+        assert!(e.to_string().starts_with("item 1: "), "{what}: {e}");
+        let e = t
+            .import_keys_indexed(Actor::Cli, keys.clone())
+            .err()
+            .ok_or(format!("{what}: accepted"))?;
+        assert_eq!(e.index, Some(1), "{what}: {e}");
         let r = t.import_keys(Actor::Cli, keys);
         assert!(r.is_err(), "{what}: accepted");
         assert_eq!(t.seq(), seq, "{what}: a mutation was committed");
@@ -1553,6 +1565,10 @@ fn import_keys_writes_nothing_when_any_key_fails() -> TestResult {
     }
     assert!(t.import_keys::<String>(Actor::Cli, Vec::new())?.is_empty());
     assert_eq!(t.seq(), seq);
+    // A batch that passes the check is not written by it.
+    t.check_import_keys(vec![ok(1), ok(2)])?;
+    assert_eq!(t.seq(), seq);
+    assert_eq!(t.keys_of(a)?.len(), 1);
     Ok(())
 }
 

@@ -2,8 +2,8 @@
 //! self rule grants the policy's manage action; others need that action at a scope (002: environment
 //! admins manage everyone's tokens; 003: organization admins create keys for their organization only).
 
-use super::{Decision, Deny, Engine, Identity, Reason};
-use crate::store::{Actor, KeyId, KeyRecord, NewKey, PrincipalId, StoreError};
+use super::{Decision, Deny, Engine, Identity, PolicyState, Reason};
+use crate::store::{Actor, ImportError, KeyId, KeyRecord, NewKey, PrincipalId, StoreError};
 use crate::token::Secret;
 
 /// A key-management operation on a target principal's keys.
@@ -66,37 +66,126 @@ pub enum ManageError {
     Store(#[from] StoreError),
 }
 
+/// One key of [`Engine::import_keys`]: what [`KeyCommand::Import`] takes.
+#[derive(Clone, Debug)]
+pub struct ImportItem {
+    /// The key to create (its `owner` is replaced by the target).
+    pub new: NewKey,
+    /// Read-only, writable, or the policy's default.
+    pub read_only: Option<bool>,
+    /// The secret to import; hashed and dropped, never stored or echoed.
+    pub secret: Secret,
+}
+
+/// Why [`Engine::import_keys`] or [`Engine::check_import_keys`] refused a batch (nothing of it was
+/// written), and which key.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{error}", index.map_or(String::new(), |i| format!("item {i}: ")))]
+pub struct ImportKeysError {
+    /// The refused key's 0-based position in the batch; `None` when no single key is at fault (the
+    /// caller may not manage the target's keys at all, the write failed).
+    pub index: Option<usize>,
+    /// Why.
+    pub error: ManageError,
+}
+
+impl From<ManageError> for ImportKeysError {
+    fn from(error: ManageError) -> Self {
+        ImportKeysError { index: None, error }
+    }
+}
+
+impl From<ImportError> for ImportKeysError {
+    fn from(e: ImportError) -> Self {
+        ImportKeysError {
+            index: e.index,
+            error: ManageError::Store(e.error),
+        }
+    }
+}
+
+/// The right to manage a target's keys, as [`Engine::manage_keys`] checked it: who, whose keys, and
+/// where the policy's manage action was allowed.
+struct Grant<'s> {
+    state: &'s PolicyState,
+    /// The actor, refreshed.
+    actor: Identity,
+    target: PrincipalId,
+    /// Where the manage action was checked and allowed.
+    scope: String,
+    /// Whether that is the actor's own account (a self rule), where new keys are not confined.
+    own_account: bool,
+}
+
+impl Grant<'_> {
+    fn forbid(&self, reason: Reason) -> ManageError {
+        forbid(&self.actor, reason)
+    }
+
+    /// A new key belongs to the target, takes the policy's read-only default, and is confined to the
+    /// scope the action was checked at unless it is the actor's own account.
+    fn restrict(&self, new: &mut NewKey, read_only: Option<bool>) -> Result<(), ManageError> {
+        let model = &self.state.policy.model;
+        let scope = &self.scope;
+        new.owner = self.target;
+        new.read_only = read_only.unwrap_or(model.keys.read_only_by_default);
+        if !self.own_account {
+            match &new.scope {
+                None => new.scope = Some(scope.clone()),
+                Some(s) => {
+                    let inside = s == scope
+                        || s.strip_prefix(scope.as_str())
+                            .is_some_and(|r| r.starts_with('/'));
+                    if !inside {
+                        return Err(self.forbid(Reason::OutsideKeyScope));
+                    }
+                }
+            }
+        }
+        if let (Some(kind), Some(s)) = (model.keys.scope_kind, &new.scope) {
+            let kind_name = &model.kinds[kind as usize].name;
+            let leaf_kind = s
+                .rsplit('/')
+                .next()
+                .and_then(|seg| seg.split_once(':'))
+                .map(|(k, _)| k);
+            if leaf_kind != Some(kind_name.as_str()) {
+                return Err(self.forbid(Reason::OutsideKeyScope));
+            }
+        }
+        Ok(())
+    }
+
+    fn actor(&self) -> Actor {
+        Actor::Principal(self.actor.principal())
+    }
+}
+
+fn forbid(actor: &Identity, reason: Reason) -> ManageError {
+    ManageError::Forbidden(Deny {
+        reason,
+        principal: Some(actor.principal()),
+        key: Some(actor.key()),
+    })
+}
+
 impl Engine {
-    /// Runs `command` on the keys of `target` on behalf of the authenticated `actor`.
-    ///
-    /// `at` is the scope instance where the policy's manage action is checked (e.g. `organization:6`);
-    /// when the actor manages its own keys it may be `None`, and the self rules decide. Keys created by
-    /// someone else are restricted to `at` (or beneath it), and must be when the policy says
-    /// `keys { scope KIND; }`.
-    pub fn manage_keys(
+    /// Checks that `actor` may manage the keys of `target`, at `at` or on its own account; see
+    /// [`Engine::manage_keys`].
+    fn grant<'s>(
         &self,
+        state: &'s PolicyState,
         actor: &Identity,
         target: PrincipalId,
         at: Option<&str>,
-        command: KeyCommand,
-    ) -> Result<KeyCommandResult, ManageError> {
-        let state = self.state.load();
+    ) -> Result<Grant<'s>, ManageError> {
         // The identity may have been obtained a while ago: its key may be revoked since.
-        let actor = &self
-            .refresh(&state, actor)
-            .map_err(ManageError::Forbidden)?;
+        let actor = self.refresh(state, actor).map_err(ManageError::Forbidden)?;
         let model = &state.policy.model;
-        let forbid = |reason| {
-            ManageError::Forbidden(Deny {
-                reason,
-                principal: Some(actor.principal()),
-                key: Some(actor.key()),
-            })
-        };
         let Some(manage) = model.keys.manage_action else {
-            return Err(forbid(Reason::KeyManagementDisabled));
+            return Err(forbid(&actor, Reason::KeyManagementDisabled));
         };
-        let manage_name = model.actions[manage as usize].name.clone();
+        let manage_name = &model.actions[manage as usize].name;
         // Where the action is checked: the given scope, or the actor's own account.
         let own_account = model
             .self_rules
@@ -113,15 +202,39 @@ impl Engine {
             (Some(s), _) => s.to_string(),
             (None, true) => match own_account.clone() {
                 Some(s) => s,
-                None => return Err(forbid(Reason::NoRole)),
+                None => return Err(forbid(&actor, Reason::NoRole)),
             },
-            (None, false) => return Err(forbid(Reason::NoRole)),
+            (None, false) => return Err(forbid(&actor, Reason::NoRole)),
         };
-        match self.decide_in(&state, actor, &manage_name, &scope, None) {
+        match self.decide_in(state, &actor, manage_name, &scope, None) {
             Decision::Allow(_) => {}
             Decision::Deny(d) => return Err(ManageError::Forbidden(d)),
         }
-        let who = Actor::Principal(actor.principal());
+        Ok(Grant {
+            state,
+            own_account: own_account.as_deref() == Some(scope.as_str()),
+            actor,
+            target,
+            scope,
+        })
+    }
+
+    /// Runs `command` on the keys of `target` on behalf of the authenticated `actor`.
+    ///
+    /// `at` is the scope instance where the policy's manage action is checked (e.g. `organization:6`);
+    /// when the actor manages its own keys it may be `None`, and the self rules decide. Keys created by
+    /// someone else are restricted to `at` (or beneath it), and must be when the policy says
+    /// `keys { scope KIND; }`.
+    pub fn manage_keys(
+        &self,
+        actor: &Identity,
+        target: PrincipalId,
+        at: Option<&str>,
+        command: KeyCommand,
+    ) -> Result<KeyCommandResult, ManageError> {
+        let state = self.state.load();
+        let grant = self.grant(&state, actor, target, at)?;
+        let who = grant.actor();
         let owned = |id: KeyId| -> Result<KeyRecord, ManageError> {
             match self.table.key(id)? {
                 Some(k) if k.owner == target => Ok(k),
@@ -131,42 +244,10 @@ impl Engine {
                 })),
             }
         };
-        // A new key belongs to the target, takes the policy's read-only default, and is confined
-        // to the scope the action was checked at unless it is the actor's own account.
-        let restrict = |new: &mut NewKey, read_only: Option<bool>| -> Result<(), ManageError> {
-            new.owner = target;
-            new.read_only = read_only.unwrap_or(model.keys.read_only_by_default);
-            let is_own_account = own_account.as_deref() == Some(scope.as_str());
-            if !is_own_account {
-                match &new.scope {
-                    None => new.scope = Some(scope.clone()),
-                    Some(s) => {
-                        let inside = s == &scope
-                            || s.strip_prefix(scope.as_str())
-                                .is_some_and(|r| r.starts_with('/'));
-                        if !inside {
-                            return Err(forbid(Reason::OutsideKeyScope));
-                        }
-                    }
-                }
-            }
-            if let (Some(kind), Some(s)) = (model.keys.scope_kind, &new.scope) {
-                let kind_name = &model.kinds[kind as usize].name;
-                let leaf_kind = s
-                    .rsplit('/')
-                    .next()
-                    .and_then(|seg| seg.split_once(':'))
-                    .map(|(k, _)| k);
-                if leaf_kind != Some(kind_name.as_str()) {
-                    return Err(forbid(Reason::OutsideKeyScope));
-                }
-            }
-            Ok(())
-        };
         let table = &self.table;
         Ok(match command {
             KeyCommand::Create { mut new, read_only } => {
-                restrict(&mut new, read_only)?;
+                grant.restrict(&mut new, read_only)?;
                 let (rec, secret) = table.create_key(who, new)?;
                 KeyCommandResult::Created(rec, secret)
             }
@@ -175,7 +256,7 @@ impl Engine {
                 read_only,
                 secret,
             } => {
-                restrict(&mut new, read_only)?;
+                grant.restrict(&mut new, read_only)?;
                 KeyCommandResult::Updated(table.import_key(who, new, secret.expose())?)
             }
             KeyCommand::List => KeyCommandResult::Listed(table.keys_of(target)?),
@@ -207,4 +288,67 @@ impl Engine {
             }
         })
     }
+
+    /// Imports many existing secrets as keys of `target`, as ONE mutation: authorized once as
+    /// [`KeyCommand::Import`] is (the manage action at `at`, or on the actor's own account), each key
+    /// restricted as an imported key is, then written by
+    /// [`KeyTable::import_keys_indexed`](crate::store::KeyTable::import_keys_indexed): one atomic batch,
+    /// one `keys_imported` audit entry with the actor. All or nothing: a key refused is the error,
+    /// with its index, and nothing is written. Every key's scope is checked first (the first outside
+    /// the actor's is [`ManageError::Forbidden`]), then the table checks them in order (a bad secret
+    /// or name, a secret repeated or already stored, a name in use). Returns the records in input
+    /// order.
+    pub fn import_keys(
+        &self,
+        actor: &Identity,
+        target: PrincipalId,
+        at: Option<&str>,
+        keys: Vec<ImportItem>,
+    ) -> Result<Vec<KeyRecord>, ImportKeysError> {
+        let state = self.state.load();
+        let grant = self.grant(&state, actor, target, at)?;
+        let keys = restrict_all(&grant, keys)?;
+        Ok(self.table.import_keys_indexed(grant.actor(), keys)?)
+    }
+
+    /// Checks `keys` exactly as [`Engine::import_keys`] would, and writes nothing.
+    pub fn check_import_keys(
+        &self,
+        actor: &Identity,
+        target: PrincipalId,
+        at: Option<&str>,
+        keys: Vec<ImportItem>,
+    ) -> Result<(), ImportKeysError> {
+        let state = self.state.load();
+        let grant = self.grant(&state, actor, target, at)?;
+        let keys = restrict_all(&grant, keys)?;
+        Ok(self.table.check_import_keys(keys)?)
+    }
+}
+
+/// A secret handed to the key table to hash (the table takes `AsRef<str>`; [`Secret`] itself does
+/// not expose its text that easily).
+struct ToHash(Secret);
+
+impl AsRef<str> for ToHash {
+    fn as_ref(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+/// Restricts every key of an import as [`Grant::restrict`] does; the first refused is the error.
+fn restrict_all(
+    grant: &Grant<'_>,
+    keys: Vec<ImportItem>,
+) -> Result<Vec<(NewKey, ToHash)>, ImportKeysError> {
+    keys.into_iter()
+        .enumerate()
+        .map(|(i, mut k)| match grant.restrict(&mut k.new, k.read_only) {
+            Ok(()) => Ok((k.new, ToHash(k.secret))),
+            Err(error) => Err(ImportKeysError {
+                index: Some(i),
+                error,
+            }),
+        })
+        .collect()
 }

@@ -25,7 +25,7 @@ use arc_swap::ArcSwap;
 use http::HeaderMap;
 
 pub use explain::Explanation;
-pub use manage::{KeyCommand, KeyCommandResult, ManageError};
+pub use manage::{ImportItem, ImportKeysError, KeyCommand, KeyCommandResult, ManageError};
 pub use reason::{Allow, Decision, Deny, DenyResponse, Reason};
 
 use crate::credential::{self, CredentialError, Presented, Style, Styles};

@@ -119,6 +119,37 @@ pub enum StoreError {
     Reentrant,
 }
 
+/// Why an import of many keys ([`KeyTable::import_keys_indexed`], [`KeyTable::check_import_keys`]) was
+/// refused, and which key: nothing of the call was written.
+///
+/// [`KeyTable::import_keys_indexed`]: super::KeyTable::import_keys_indexed
+/// [`KeyTable::check_import_keys`]: super::KeyTable::check_import_keys
+#[derive(Debug, thiserror::Error)]
+#[error("{}{error}", index.map_or(String::new(), |i| format!("item {i}: ")))]
+pub struct ImportError {
+    /// The refused key's 0-based position in the call's input; `None` when no single key is at
+    /// fault (the table could not be locked or the batch could not be written).
+    pub index: Option<usize>,
+    /// Why.
+    pub error: StoreError,
+}
+
+impl ImportError {
+    pub(crate) fn at(index: usize) -> impl FnOnce(StoreError) -> ImportError {
+        move |error| ImportError {
+            index: Some(index),
+            error,
+        }
+    }
+}
+
+impl From<StoreError> for ImportError {
+    /// An error no single key is at fault for.
+    fn from(error: StoreError) -> Self {
+        ImportError { index: None, error }
+    }
+}
+
 impl StoreError {
     pub(crate) fn not_found(what: &'static str, id: impl ToString) -> Self {
         StoreError::NotFound {

@@ -18,7 +18,7 @@ pub mod validate;
 
 pub use backend::{Backend, Order, SledBackend, WriteBatch};
 pub use codec::{decode, encode, Record, FORMAT_VERSION, MAX_RECORD_LEN};
-pub use error::{Result, StoreError};
+pub use error::{ImportError, Result, StoreError};
 pub use layout::LAYOUT_VERSION;
 pub use record::{
     Actor, AuditEntry, AuditQuery, Binding, KeyId, KeyKind, KeyRecord, NewDenial, NewKey,

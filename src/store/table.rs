@@ -20,7 +20,7 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use super::backend::{Backend, Order, SledBackend, WriteBatch};
 use super::codec::{decode, encode, Record};
-use super::error::{Result, StoreError};
+use super::error::{ImportError, Result, StoreError};
 use super::layout::{self, LAYOUT_VERSION, MAGIC};
 use super::record::{
     Actor, AuditEntry, AuditQuery, Binding, KeyId, KeyRecord, NewDenial, NewKey, NewPrincipal, Op,
@@ -744,6 +744,25 @@ impl KeyTable {
         self.write(|w| w.import_keys(actor, keys))
     }
 
+    /// [`KeyTable::import_keys`], and when a key is refused, which one ([`ImportError::index`]).
+    pub fn import_keys_indexed<S: AsRef<str>>(
+        &self,
+        actor: Actor,
+        keys: Vec<(NewKey, S)>,
+    ) -> Result<Vec<KeyRecord>, ImportError> {
+        self.lock()?.import_keys_indexed(actor, keys)
+    }
+
+    /// Checks `keys` exactly as [`KeyTable::import_keys_indexed`] would, under the writer lock, and writes
+    /// nothing: the first key refused, if any, is the error. A later import can still fail if the table
+    /// changes in between.
+    pub fn check_import_keys<S: AsRef<str>>(
+        &self,
+        keys: Vec<(NewKey, S)>,
+    ) -> Result<(), ImportError> {
+        self.lock()?.check_import_keys(keys)
+    }
+
     /// Renames a key. [`StoreError::Conflict`] if the owner has another current key of that name.
     pub fn rename_key(&self, actor: Actor, id: KeyId, name: &str) -> Result<KeyRecord> {
         self.write(|w| w.rename_key(actor, id, name))
@@ -975,6 +994,14 @@ impl Drop for Bulk<'_> {
         let id = self.table.id;
         WRITING.with(|w| w.borrow_mut().retain(|&t| t != id));
     }
+}
+
+/// What an import of many keys would write: the records, the counters after them, the first id, the owners.
+struct Prepared {
+    records: Vec<KeyRecord>,
+    next: Counters,
+    first: KeyId,
+    owners: HashSet<PrincipalId>,
 }
 
 /// What a mutation made stale, before it gets its sequence number.
@@ -1466,52 +1493,26 @@ impl Bulk<'_> {
         actor: Actor,
         keys: Vec<(NewKey, S)>,
     ) -> Result<Vec<KeyRecord>> {
+        self.import_keys_indexed(actor, keys).map_err(|e| e.error)
+    }
+
+    /// [`Bulk::import_keys`], and when a key is refused, which one ([`ImportError::index`]).
+    pub fn import_keys_indexed<S: AsRef<str>>(
+        &mut self,
+        actor: Actor,
+        keys: Vec<(NewKey, S)>,
+    ) -> Result<Vec<KeyRecord>, ImportError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
         // The checks below read the backend directly, and the batch is applied on its own.
         self.apply_pending()?;
-        let t = self.table;
-        let at = now();
-        let mut next = *self.state;
-        let first = next.next_key;
-        let mut owners: HashSet<PrincipalId> = HashSet::new();
-        let mut hashes: HashSet<[u8; layout::HASH_KEY_BYTES]> = HashSet::with_capacity(keys.len());
-        let mut names: HashSet<(PrincipalId, String)> = HashSet::with_capacity(keys.len());
-        let mut records = Vec::with_capacity(keys.len());
-        for (new, secret) in keys {
-            let secret = secret.as_ref();
-            let shape = classify(secret, &t.format)?;
-            if !owners.contains(&new.owner) {
-                self.require_principal(new.owner)?;
-                owners.insert(new.owner);
-            }
-            Self::check_new_key_fields(&new)?;
-            if !names.insert((new.owner, new.name.clone())) {
-                return Err(StoreError::conflict(format!(
-                    "principal {} already has a key named `{}`",
-                    new.owner,
-                    super::error::truncate(&new.name)
-                )));
-            }
-            self.check_name_free(new.owner, &new.name, None)?;
-            let hash = t.hasher.hash(secret);
-            if !hashes.insert(*layout::hash_prefix(&hash)) {
-                return Err(StoreError::conflict(
-                    "a key with the same secret already exists",
-                ));
-            }
-            self.check_hash_free(&hash)?;
-            let id = Self::next_key_id(&mut next)?;
-            records.push(Self::new_record(
-                id,
-                new,
-                hash,
-                display_prefix(secret, shape),
-                at,
-                true,
-            ));
-        }
+        let Prepared {
+            records,
+            next,
+            first,
+            owners,
+        } = self.prepare_import(keys)?;
         let mut batch = WriteBatch::new();
         for rec in &records {
             Self::put_new_key(&mut batch, rec)?;
@@ -1529,6 +1530,85 @@ impl Bulk<'_> {
         };
         self.commit_with(batch, next, actor, op, stale, true)?;
         Ok(records)
+    }
+
+    /// Checks `keys` exactly as [`Bulk::import_keys_indexed`] would, and writes nothing.
+    pub fn check_import_keys<S: AsRef<str>>(
+        &mut self,
+        keys: Vec<(NewKey, S)>,
+    ) -> Result<(), ImportError> {
+        self.prepare_import(keys).map(|_| ())
+    }
+
+    /// The checks of an import of many keys and the records it would write, with the counters after it.
+    /// Reads through the bulk overlay, so it sees pending mutations.
+    fn prepare_import<S: AsRef<str>>(
+        &self,
+        keys: Vec<(NewKey, S)>,
+    ) -> Result<Prepared, ImportError> {
+        let t = self.table;
+        let at = now();
+        let mut next = *self.state;
+        let first = next.next_key;
+        let mut owners: HashSet<PrincipalId> = HashSet::new();
+        // The first key of the call with each hash, and with each name.
+        let mut hashes: HashMap<[u8; layout::HASH_KEY_BYTES], usize> =
+            HashMap::with_capacity(keys.len());
+        let mut names: HashMap<(PrincipalId, String), usize> = HashMap::with_capacity(keys.len());
+        let mut records = Vec::with_capacity(keys.len());
+        for (i, (new, secret)) in keys.into_iter().enumerate() {
+            let item = ImportError::at(i);
+            let secret = secret.as_ref();
+            let shape = match classify(secret, &t.format) {
+                Ok(shape) => shape,
+                Err(e) => return Err(item(e.into())),
+            };
+            if !owners.contains(&new.owner) {
+                if let Err(e) = self.require_principal(new.owner) {
+                    return Err(item(e));
+                }
+                owners.insert(new.owner);
+            }
+            if let Err(e) = Self::check_new_key_fields(&new) {
+                return Err(item(e));
+            }
+            if let Some(j) = names.insert((new.owner, new.name.clone()), i) {
+                return Err(item(StoreError::conflict(format!(
+                    "the same key name `{}` as item {j}",
+                    super::error::truncate(&new.name)
+                ))));
+            }
+            if let Err(e) = self.check_name_free(new.owner, &new.name, None) {
+                return Err(item(e));
+            }
+            let hash = t.hasher.hash(secret);
+            if let Some(j) = hashes.insert(*layout::hash_prefix(&hash), i) {
+                return Err(item(StoreError::conflict(format!(
+                    "the same secret as item {j}"
+                ))));
+            }
+            if let Err(e) = self.check_hash_free(&hash) {
+                return Err(item(e));
+            }
+            let id = match Self::next_key_id(&mut next) {
+                Ok(id) => id,
+                Err(e) => return Err(item(e)),
+            };
+            records.push(Self::new_record(
+                id,
+                new,
+                hash,
+                display_prefix(secret, shape),
+                at,
+                true,
+            ));
+        }
+        Ok(Prepared {
+            records,
+            next,
+            first,
+            owners,
+        })
     }
 
     /// Renames a key; see [`KeyTable::rename_key`].

@@ -156,7 +156,7 @@ pub struct DbArgs {
     /// With --server: a file holding the caller's key (sent as `Bearer KEY`)
     #[arg(long, value_name = "FILE", requires = "server")]
     pub key_file: Option<PathBuf>,
-    /// A file holding the pepper, 64 hex characters (overrides KEYWARD_PEPPER)
+    /// A file holding the pepper, 64 hex characters (overrides KEYWARD_PEPPER); --db only
     #[arg(long, value_name = "FILE")]
     pub pepper_file: Option<PathBuf>,
 }
@@ -395,7 +395,7 @@ pub struct KeyCreateArgs {
     pub name: String,
     #[command(flatten)]
     pub limits: KeyLimitArgs,
-    /// Take the key prefix from this policy
+    /// Take the key prefix from this policy (--db only: with --server, the server's policy decides)
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// Print the key and its secret as JSON
@@ -468,7 +468,7 @@ pub struct KeyRotateArgs {
     /// How long the old key keeps working: 3600s, 90m, 12h, 30d
     #[arg(long, default_value = "24h", value_name = "DURATION")]
     pub overlap: String,
-    /// Take the key prefix from this policy
+    /// Take the key prefix from this policy (--db only: with --server, the server's policy decides)
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// Print the new key and its secret as JSON
@@ -482,7 +482,7 @@ pub struct KeySecretArgs {
     pub db: DbArgs,
     /// The key's id
     pub id: u64,
-    /// Take the key prefix from this policy
+    /// Take the key prefix from this policy (--db only: with --server, the server's policy decides)
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// Print the new key and its secret as JSON

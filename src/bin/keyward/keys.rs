@@ -76,6 +76,7 @@ fn show_secret(verb: &str, rec: &KeyRecord, owner: &str, secret: &Secret, json: 
 pub fn run(cmd: KeyCommand) -> CmdResult {
     match cmd {
         KeyCommand::Create(a) => {
+            remote::no_policy(&a.db, a.policy.as_deref())?;
             if let Some(r) = Remote::from_args(&a.db)? {
                 return remote::key_create(&r, &a);
             }
@@ -142,6 +143,7 @@ pub fn run(cmd: KeyCommand) -> CmdResult {
             println!("activated key {} `{}`", rec.id, rec.name);
         }
         KeyCommand::Rotate(a) => {
+            remote::no_policy(&a.db, a.policy.as_deref())?;
             if let Some(r) = Remote::from_args(&a.db)? {
                 return remote::key_rotate(&r, &a);
             }
@@ -162,6 +164,7 @@ pub fn run(cmd: KeyCommand) -> CmdResult {
             show_secret("new", &rec, &owner.login, &secret, a.json);
         }
         KeyCommand::Regenerate(a) => {
+            remote::no_policy(&a.db, a.policy.as_deref())?;
             if let Some(r) = Remote::from_args(&a.db)? {
                 return remote::key_regenerate(&r, &a);
             }
@@ -292,6 +295,71 @@ pub fn check_secrets(
     Ok(())
 }
 
+/// The most keys in one import chunk: one atomic mutation with one `keys_imported` audit entry with
+/// `--db`, one request to the admin API's batch import with `--server`.
+pub const CHUNK: usize = keyward::http::admin::IMPORT_BATCH_MAX;
+
+/// Splits an import into chunks, the same with `--db` and with `--server`: at most [`CHUNK`] keys,
+/// and at most the batch import's body limit of JSON (which only long secrets, names or permission
+/// lists reach before [`CHUNK`] keys).
+pub fn import_chunks(
+    secrets: &[(usize, Secret)],
+    names: &[String],
+    template: &NewKey,
+) -> Vec<std::ops::Range<usize>> {
+    // Room for `{"keys":[` and `]}`, with a margin.
+    let budget = keyward::http::admin::IMPORT_BODY_LIMIT - 1024;
+    // An item is `remote::key_body` with the secret added; only the name and the secret vary.
+    let fixed = remote::key_body("", template, template.read_only)
+        .to_string()
+        .len()
+        - json_string_len("")
+        + r#","secret":"#.len();
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, ((_, secret), name)) in secrets.iter().zip(names).enumerate() {
+        // The item and its comma; the secret's length is counted without copying it.
+        let size = fixed + json_string_len(name) + json_string_len(secret.expose()) + 1;
+        if i > start && (i - start == CHUNK || bytes + size > budget) {
+            out.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if secrets.len() > start {
+        out.push(start..secrets.len());
+    }
+    out
+}
+
+/// The length of `s` as a JSON string, quotes included, as serde_json writes it.
+fn json_string_len(s: &str) -> usize {
+    2 + s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+/// Shows how many of `total` keys are imported, after each chunk, on stderr (for more than one key):
+/// a line per chunk, or one line rewritten in place on a terminal.
+pub fn progress(n: usize, total: usize) {
+    if total <= 1 {
+        return;
+    }
+    if std::io::stderr().is_terminal() {
+        eprint!("\rimporting keys: {n}/{total}");
+        if n == total {
+            eprintln!();
+        }
+    } else {
+        eprintln!("importing keys: {n}/{total}");
+    }
+}
+
 /// Why an imported secret is refused when the table already holds it.
 pub const ALREADY_STORED: &str = "this secret is already in the key table";
 
@@ -326,40 +394,26 @@ fn import(a: &KeyImportArgs) -> CmdResult {
         |hash| Ok(t.key_by_hash(hash)?.is_some()),
     )?;
     let template = new_key(owner.id, String::new(), &a.limits)?;
-    let tty = std::io::stderr().is_terminal();
+    let names: Vec<String> = (0..total).map(name_of).collect();
+    let plan = import_chunks(&secrets, &names, &template);
     let mut done = Vec::with_capacity(total);
     let mut failed_lines = None;
-    // Chunks of a few thousand keys: each chunk is one atomic mutation with one audit entry.
-    const CHUNK: usize = 5_000;
-    let indexed: Vec<(usize, &(usize, Secret))> = secrets.iter().enumerate().collect();
+    // Each chunk is one atomic mutation with one audit entry, as one request is with --server.
     let result = t.bulk(|w| {
-        for chunk in indexed.chunks(CHUNK) {
-            let batch: Vec<(NewKey, &str)> = chunk
-                .iter()
-                .map(|(i, (_, s))| {
+        for range in &plan {
+            let batch: Vec<(NewKey, &str)> = range
+                .clone()
+                .map(|i| {
                     let mut nk = template.clone();
-                    nk.name = name_of(*i);
-                    (nk, s.expose())
+                    nk.name.clone_from(&names[i]);
+                    (nk, secrets[i].1.expose())
                 })
                 .collect();
             let recs = w.import_keys(Actor::Cli, batch).inspect_err(|_| {
-                failed_lines = chunk
-                    .first()
-                    .zip(chunk.last())
-                    .map(|((_, (a, _)), (_, (b, _)))| (*a, *b));
+                failed_lines = Some((secrets[range.start].0, secrets[range.end - 1].0));
             })?;
             done.extend(recs);
-            let n = done.len();
-            if total > 1 {
-                if tty {
-                    eprint!("\rimporting keys: {n}/{total}");
-                    if n == total {
-                        eprintln!();
-                    }
-                } else {
-                    eprintln!("importing keys: {n}/{total}");
-                }
-            }
+            progress(done.len(), total);
         }
         Ok(())
     });

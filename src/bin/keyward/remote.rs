@@ -17,6 +17,33 @@ pub struct Remote {
     agent: ureq::Agent,
 }
 
+/// An error answer of the admin API.
+struct Refused {
+    /// The HTTP status.
+    status: u16,
+    /// The stable code, e.g. `conflict`.
+    code: String,
+    /// The one-line message.
+    message: String,
+    /// For the batch import: the key refused, by its index in the request.
+    index: Option<usize>,
+}
+
+impl Refused {
+    /// The error line: the message, and for a refusal (401, 403) the code.
+    fn text(&self) -> String {
+        Refused::line(self.status, &self.message, &self.code)
+    }
+
+    /// An error line from the parts of an answer.
+    fn line(status: u16, message: &str, code: &str) -> String {
+        match status {
+            401 | 403 => format!("the server refused: {message} ({code})"),
+            _ => message.to_owned(),
+        }
+    }
+}
+
 fn percent(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -52,6 +79,12 @@ impl Remote {
         let Some(url) = &db.server else {
             return Ok(None);
         };
+        if db.pepper_file.is_some() {
+            return Err(not_with_server(
+                "--pepper-file",
+                "the server holds the pepper",
+            ));
+        }
         if !loopback(url) {
             return Err(CliError::new(format!(
                 "`{url}` is not a loopback http:// URL: the admin API is plain HTTP, so the CLI \
@@ -71,7 +104,14 @@ impl Remote {
         }))
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
+    /// Sends one request; the body of a 2xx answer, or the API's error answer. Only a failure to
+    /// talk to the server at all is an `Err`.
+    fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Result<Value, Refused>, CliError> {
         let url = format!("{}{path}", self.base);
         let fail = |e: ureq::Error| CliError::new(format!("cannot reach `{}`: {e}", self.base));
         let auth = self.authorization.as_str();
@@ -100,15 +140,22 @@ impl Remote {
             ))
         })?;
         if (200..300).contains(&status) {
-            Ok(v)
-        } else {
-            let message = v["message"].as_str().unwrap_or("the server refused");
-            let code = v["code"].as_str().unwrap_or("error");
-            Err(CliError::new(match status {
-                401 | 403 => format!("the server refused: {message} ({code})"),
-                _ => message.to_owned(),
-            }))
+            return Ok(Ok(v));
         }
+        Ok(Err(Refused {
+            status,
+            code: v["code"].as_str().unwrap_or("error").to_owned(),
+            message: v["message"]
+                .as_str()
+                .unwrap_or("the server refused")
+                .to_owned(),
+            index: v["index"].as_u64().and_then(|i| usize::try_from(i).ok()),
+        }))
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
+        self.exchange(method, path, body)?
+            .map_err(|r| CliError::new(r.text()))
     }
 
     pub fn get(&self, path: &str) -> Result<Value, CliError> {
@@ -145,6 +192,23 @@ impl Remote {
             }
         })
     }
+}
+
+/// The usage error for an option that `--server` mode has no use for.
+fn not_with_server(option: &str, why: &str) -> CliError {
+    CliError::new(format!("{option} cannot be used with --server: {why}"))
+}
+
+/// Refuses `--policy` on a command that generates a key, with `--server`: the server's policy
+/// decides the key prefix.
+pub fn no_policy(db: &DbArgs, policy: Option<&std::path::Path>) -> Result<(), CliError> {
+    if db.server.is_some() && policy.is_some() {
+        return Err(not_with_server(
+            "--policy",
+            "the server's policy decides the key prefix",
+        ));
+    }
+    Ok(())
 }
 
 /// The `Authorization` header value: `KEYWARD_AUTHORIZATION`, else `Bearer` + `--key-file` or
@@ -456,7 +520,7 @@ pub fn key_import(
     let owner = r.principal(&a.owner)?;
     let owner_id = u(&owner, "id");
     // Check everything that can be checked here before sending anything, as `--db` does. The
-    // server holds the pepper, so a secret already stored is found when it is sent.
+    // server holds the pepper, so it alone finds a secret it already holds (below).
     let taken: std::collections::HashSet<String> = r
         .get(&format!("/principals/{owner_id}/keys"))?
         .as_array()
@@ -476,37 +540,53 @@ pub fn key_import(
         |_| Ok(false),
     )?;
     let total = secrets.len();
-    let mut done = Vec::new();
-    for (i, (line, secret)) in secrets.iter().enumerate() {
-        let name = crate::keys::import_name(&a.name, i, total);
-        let new = crate::keys::new_key(0, name.clone(), &a.limits)?;
-        let mut body = key_body(&name, &new, a.limits.read_only);
-        body["secret"] = json!(secret.expose());
-        match r.post(&format!("/principals/{owner_id}/keys/import"), body) {
-            Ok(k) => done.push(k),
-            Err(e) => {
-                let message = if e
-                    .message
-                    .ends_with("a key with the same secret already exists")
-                {
-                    crate::keys::ALREADY_STORED.to_owned()
-                } else {
-                    e.message
-                };
-                // Nothing written yet: the same error as a check before writing.
-                return Err(CliError::new(if done.is_empty() {
-                    format!("line {line} of {source}: {message}")
-                } else {
-                    format!(
-                        "line {line} of {source}: {message} ({} key(s) imported before the error)",
-                        done.len()
-                    )
-                }));
+    let template = crate::keys::new_key(0, String::new(), &a.limits)?;
+    let names: Vec<String> = (0..total)
+        .map(|i| crate::keys::import_name(&a.name, i, total))
+        .collect();
+    let plan = crate::keys::import_chunks(secrets, &names, &template);
+    let path = format!("/principals/{owner_id}/keys/import-batch");
+    let body = |range: &std::ops::Range<usize>| {
+        let keys: Vec<Value> = range
+            .clone()
+            .map(|i| {
+                let mut item = key_body(&names[i], &template, template.read_only);
+                item["secret"] = json!(secrets[i].1.expose());
+                item
+            })
+            .collect();
+        json!({ "keys": keys })
+    };
+    // `--db` checks every line before writing anything: with more than one chunk, so does the
+    // server (`dry_run`), which alone finds a secret it already holds.
+    if plan.len() > 1 {
+        for range in &plan {
+            match r.exchange("POST", &format!("{path}?dry_run=true"), Some(&body(range))) {
+                Ok(Ok(_)) => {}
+                Ok(Err(refused)) => {
+                    return Err(import_failure(secrets, source, range, Ok(refused), 0))
+                }
+                Err(e) => return Err(e),
             }
         }
-        if total > 1 {
-            eprintln!("importing keys: {}/{total}", i + 1);
-        }
+    }
+    let mut done: Vec<Value> = Vec::with_capacity(total);
+    for range in &plan {
+        let v = match r.exchange("POST", &path, Some(&body(range))) {
+            Ok(Ok(v)) => v,
+            Ok(Err(refused)) => {
+                return Err(import_failure(
+                    secrets,
+                    source,
+                    range,
+                    Ok(refused),
+                    done.len(),
+                ))
+            }
+            Err(e) => return Err(import_failure(secrets, source, range, Err(e), done.len())),
+        };
+        done.extend(v["keys"].as_array().cloned().unwrap_or_default());
+        crate::keys::progress(done.len(), total);
     }
     if a.json {
         print_json(&Value::Array(done));
@@ -527,6 +607,52 @@ pub fn key_import(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why a chunk of `key import` failed, worded as with `--db`: the line of the key the server refused
+/// (it names the key by its index in the chunk) and the message of the check `--db` makes before
+/// writing; else the server's error, after the chunk's lines when keys were imported before it.
+fn import_failure(
+    secrets: &[(usize, keyward::token::Secret)],
+    source: &str,
+    chunk: &std::ops::Range<usize>,
+    error: Result<Refused, CliError>,
+    imported: usize,
+) -> CliError {
+    let line_of = |i: usize| secrets.get(i).map_or(0, |(line, _)| *line);
+    let mut at = String::new();
+    let message = match error {
+        Ok(r) => match r.index.filter(|i| chunk.start + i < chunk.end) {
+            Some(i) => {
+                at = format!("line {} of {source}: ", line_of(chunk.start + i));
+                let message = r
+                    .message
+                    .strip_prefix(&format!("item {i}: "))
+                    .unwrap_or(&r.message);
+                if message.ends_with("a key with the same secret already exists") {
+                    crate::keys::ALREADY_STORED.to_owned()
+                } else {
+                    Refused::line(r.status, message, &r.code)
+                }
+            }
+            None => r.text(),
+        },
+        Err(e) => e.message,
+    };
+    if imported == 0 {
+        return CliError::new(format!("{at}{message}"));
+    }
+    if at.is_empty() {
+        let (first, last) = (line_of(chunk.start), line_of(chunk.end.saturating_sub(1)));
+        at = if first == last {
+            format!("line {first} of {source}: ")
+        } else {
+            format!("lines {first} to {last} of {source}: ")
+        };
+    }
+    CliError::new(format!(
+        "{at}{message} ({imported} key(s) imported before the error)"
+    ))
 }
 
 pub fn key_list(r: &Remote, a: &KeyListArgs) -> CmdResult {

@@ -40,7 +40,10 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::engine::{Decision, Deny, Engine, Identity, KeyCommand, KeyCommandResult, ManageError};
+use crate::engine::{
+    Decision, Deny, Engine, Identity, ImportItem, ImportKeysError, KeyCommand, KeyCommandResult,
+    ManageError,
+};
 use crate::store::{
     Actor, AuditQuery, KeyId, KeyKind, KeyRecord, NewDenial, NewKey, NewPrincipal, Principal,
     PrincipalId, StoreError, Workspace,
@@ -48,8 +51,15 @@ use crate::store::{
 use crate::token::Secret;
 use crate::Reason;
 
-/// Largest request body accepted, in bytes; larger ones get 413 `too_large`.
+/// Largest request body accepted, in bytes; larger ones get 413 `too_large`. The batch import takes
+/// up to [`IMPORT_BODY_LIMIT`].
 pub const BODY_LIMIT: usize = 64 * 1024;
+/// Most keys `POST /principals/{principal}/keys/import-batch` takes in one call; more get 413
+/// `too_large`. The CLI's `key import` sends chunks of this size.
+pub const IMPORT_BATCH_MAX: usize = 5_000;
+/// Largest request body of the batch import, in bytes (larger ones get 413 `too_large`): room for
+/// [`IMPORT_BATCH_MAX`] keys with secrets of the longest kind.
+pub const IMPORT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 /// Default and largest page of the audit log.
 pub const AUDIT_PAGE: usize = 50;
 /// Largest `limit` accepted by `GET /audit`.
@@ -71,6 +81,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/principals/{principal}/keys"),
     ("POST", "/principals/{principal}/keys"),
     ("POST", "/principals/{principal}/keys/import"),
+    ("POST", "/principals/{principal}/keys/import-batch"),
     ("POST", "/principals/{principal}/bindings"),
     ("DELETE", "/principals/{principal}/bindings"),
     ("GET", "/keys"),
@@ -100,6 +111,7 @@ fn handler(method: &str, path: &str) -> Option<Handler> {
         ("GET", "/principals/{principal}/keys") => get(list_keys_of),
         ("POST", "/principals/{principal}/keys") => post(create_key),
         ("POST", "/principals/{principal}/keys/import") => post(import_key),
+        ("POST", "/principals/{principal}/keys/import-batch") => post(import_batch),
         ("POST", "/principals/{principal}/bindings") => post(bind),
         ("DELETE", "/principals/{principal}/bindings") => delete(unbind),
         ("GET", "/keys") => get(list_keys),
@@ -187,6 +199,8 @@ pub struct ApiError {
     message: String,
     /// For a refusal (401, 403): the principal and key the engine identified, if any.
     refused: Option<(Option<PrincipalId>, Option<KeyId>)>,
+    /// For the batch import: the 0-based index of the key refused, sent as `index`.
+    index: Option<usize>,
 }
 
 impl ApiError {
@@ -196,6 +210,20 @@ impl ApiError {
             code,
             message: message.into(),
             refused: None,
+            index: None,
+        }
+    }
+
+    /// The error is about the key at `index` of a batch: the message starts with `item N: ` and the
+    /// answer has `"index": N`.
+    fn item(self, index: Option<usize>) -> Self {
+        match index {
+            Some(i) => ApiError {
+                message: format!("item {i}: {}", self.message),
+                index: Some(i),
+                ..self
+            },
+            None => self,
         }
     }
 
@@ -273,7 +301,10 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "status": "error", "code": self.code, "message": self.message });
+        let mut body = json!({ "status": "error", "code": self.code, "message": self.message });
+        if let Some(i) = self.index {
+            body["index"] = json!(i);
+        }
         let mut resp = (self.status, body.to_string()).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -345,11 +376,20 @@ async fn method_not_allowed() -> ApiError {
 /// Reads the body (at most [`BODY_LIMIT`] bytes) and parses it as JSON. `secret_inside` keeps
 /// serde's message (which may quote input) out of the answer.
 async fn body<T: DeserializeOwned>(b: Body, secret_inside: bool) -> Result<T, ApiError> {
-    let bytes: Bytes = axum::body::to_bytes(b, BODY_LIMIT).await.map_err(|_| {
+    body_within(b, BODY_LIMIT, secret_inside).await
+}
+
+/// [`body`], at most `limit` bytes.
+async fn body_within<T: DeserializeOwned>(
+    b: Body,
+    limit: usize,
+    secret_inside: bool,
+) -> Result<T, ApiError> {
+    let bytes: Bytes = axum::body::to_bytes(b, limit).await.map_err(|_| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            format!("the request body is larger than {BODY_LIMIT} bytes or unreadable"),
+            format!("the request body is larger than {limit} bytes or unreadable"),
         )
     })?;
     let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -909,6 +949,88 @@ async fn import_key(
         KeyCommandResult::Updated(rec) => ok(StatusCode::CREATED, json::key_json(&rec, now())),
         _ => Err(internal()),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportBatchBody {
+    keys: Vec<NewKeyBody>,
+}
+
+/// Many secrets for one principal: authorized once, written as one mutation with one
+/// `keys_imported` audit entry, all or nothing. `?dry_run=true` checks everything and writes nothing.
+async fn import_batch(
+    State(e): State<Arc<Engine>>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    req: Request,
+) -> ApiResult {
+    // A caller with no claim on the target's keys (not its own, no admin scope over it) is refused
+    // before a body of up to IMPORT_BODY_LIMIT bytes is read; the policy decides after.
+    let (parts, b) = req.into_parts();
+    let c = Caller::authenticate(&e, &parts.headers, &parts.uri)?;
+    let p = c.principal(&path_text(p)?)?;
+    let mut q = query(&parts.uri, &["at", "dry_run"])?;
+    let at = q.remove("at");
+    let dry_run = match q.remove("dry_run").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "malformed_request",
+                format!("`dry_run` must be true or false, not `{}`", clip(other)),
+            ))
+        }
+    };
+    let scope = c.key_scope(&p, None, at.as_deref())?;
+    let ImportBatchBody { keys } = body_within(b, IMPORT_BODY_LIMIT, true).await?;
+    if keys.is_empty() {
+        return Err(ApiError::bad_request(
+            "malformed_request",
+            "`keys` is empty: nothing to import",
+        ));
+    }
+    if keys.len() > IMPORT_BATCH_MAX {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the batch holds {} keys, more than the {IMPORT_BATCH_MAX} allowed",
+                keys.len()
+            ),
+        ));
+    }
+    let count = keys.len();
+    let mut items = Vec::with_capacity(count);
+    for (i, mut k) in keys.into_iter().enumerate() {
+        let Some(secret) = k.secret.take().map(Secret::new) else {
+            return Err(ApiError::bad_request(
+                "malformed_request",
+                "the key needs the `secret` to import",
+            )
+            .item(Some(i)));
+        };
+        items.push(ImportItem {
+            new: k.new_key(p.id),
+            read_only: k.read_only,
+            secret,
+        });
+    }
+    let refused = |err: ImportKeysError| {
+        let api = match err.error {
+            ManageError::Forbidden(d) => c.refused(&d, "import keys"),
+            other => ApiError::manage(other),
+        };
+        api.item(err.index)
+    };
+    if dry_run {
+        e.check_import_keys(&c.ident, p.id, scope.as_deref(), items)
+            .map_err(refused)?;
+        return ok(StatusCode::OK, json!({ "checked": count }));
+    }
+    let recs = e
+        .import_keys(&c.ident, p.id, scope.as_deref(), items)
+        .map_err(refused)?;
+    ok(StatusCode::CREATED, json!({ "keys": keys_json(&recs) }))
 }
 
 async fn show_key(
