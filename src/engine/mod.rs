@@ -310,6 +310,13 @@ impl Engine {
         self.state.load_full()
     }
 
+    /// The policy in force, for the duration of one request: unlike [`Engine::policy`] this writes
+    /// no shared reference count (threads deciding at once would pass that line between cores on
+    /// every request).
+    pub(crate) fn policy_now(&self) -> arc_swap::Guard<Arc<PolicyState>> {
+        self.state.load()
+    }
+
     /// Replaces the policy, atomically: decisions already running finish under the old one, every
     /// later decision uses the new one.
     pub fn reload(&self, policy: Policy) -> Result<(), EngineError> {

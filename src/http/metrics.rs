@@ -1,13 +1,15 @@
 //! Counters for `keyward serve`, rendered in the Prometheus text exposition format (version 0.0.4).
 //!
 //! Everything is a fixed array of atomics: recording a decision costs a few relaxed increments and no
-//! lock, so `/metrics` never slows the forward-auth path down.
+//! lock, so `/metrics` never slows the forward-auth path down. The per-decision counters are sharded:
+//! each thread increments its own shard (on cache lines of its own) and `/metrics` sums them, so two
+//! workers never pass the same counter's line back and forth on every request.
 //!
 //! **Invariant:** label values come from fixed sets (outcomes, [`crate::Reason::code`]), never from a
 //! request, so a client cannot grow the output or inject text into it.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Every reason code, in the order of the counters. Codes not listed (a reason added later) are
@@ -47,6 +49,44 @@ const BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1,
 ];
 
+const N_REASONS: usize = REASONS.len();
+const N_BUCKETS: usize = BUCKETS.len();
+const SHARDS: usize = 16;
+
+/// The counters one decision touches, for the threads that picked this shard.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Hot {
+    allow: AtomicU64,
+    pass: AtomicU64,
+    latency_count: AtomicU64,
+    latency_sum_ns: AtomicU64,
+    buckets: [AtomicU64; N_BUCKETS],
+    deny: [AtomicU64; N_REASONS],
+}
+
+impl Hot {
+    fn new() -> Self {
+        Hot {
+            allow: AtomicU64::new(0),
+            pass: AtomicU64::new(0),
+            latency_count: AtomicU64::new(0),
+            latency_sum_ns: AtomicU64::new(0),
+            buckets: [const { AtomicU64::new(0) }; N_BUCKETS],
+            deny: [const { AtomicU64::new(0) }; N_REASONS],
+        }
+    }
+}
+
+/// This thread's shard: threads take shards in turn.
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static MINE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    MINE.with(|i| *i)
+}
+
 /// The outcome of one forward-auth request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -61,12 +101,7 @@ pub enum Outcome {
 /// The server's counters.
 #[derive(Debug)]
 pub struct Metrics {
-    allow: AtomicU64,
-    pass: AtomicU64,
-    deny: Vec<AtomicU64>,
-    buckets: Vec<AtomicU64>,
-    latency_count: AtomicU64,
-    latency_sum_ns: AtomicU64,
+    hot: Box<[Hot]>,
     reload_ok: AtomicU64,
     reload_error: AtomicU64,
     connections_open: AtomicU64,
@@ -93,12 +128,7 @@ impl Metrics {
     /// All counters at zero.
     pub fn new() -> Self {
         Metrics {
-            allow: AtomicU64::new(0),
-            pass: AtomicU64::new(0),
-            deny: REASONS.iter().map(|_| AtomicU64::new(0)).collect(),
-            buckets: BUCKETS.iter().map(|_| AtomicU64::new(0)).collect(),
-            latency_count: AtomicU64::new(0),
-            latency_sum_ns: AtomicU64::new(0),
+            hot: (0..SHARDS).map(|_| Hot::new()).collect(),
             reload_ok: AtomicU64::new(0),
             reload_error: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
@@ -111,19 +141,28 @@ impl Metrics {
 
     /// Records one decision and how long it took.
     pub fn decision(&self, outcome: Outcome, took: Duration) {
+        let hot = &self.hot[shard_index() % self.hot.len().max(1)];
         match outcome {
-            Outcome::Allow => &self.allow,
-            Outcome::PassThrough => &self.pass,
-            Outcome::Deny(code) => &self.deny[reason_index(code)],
+            Outcome::Allow => &hot.allow,
+            Outcome::PassThrough => &hot.pass,
+            Outcome::Deny(code) => &hot.deny[reason_index(code)],
         }
         .fetch_add(1, Ordering::Relaxed);
         let secs = took.as_secs_f64();
         if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            hot.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        hot.latency_count.fetch_add(1, Ordering::Relaxed);
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        self.latency_sum_ns.fetch_add(ns, Ordering::Relaxed);
+        hot.latency_sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// The sum over the shards of one counter.
+    fn sum(&self, counter: impl Fn(&Hot) -> &AtomicU64) -> u64 {
+        self.hot
+            .iter()
+            .map(|h| counter(h).load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     }
 
     /// Records a policy reload attempt.
@@ -160,11 +199,13 @@ impl Metrics {
     /// Number of decisions with this outcome so far (tests, `/metrics`).
     pub fn count(&self, outcome: Outcome) -> u64 {
         match outcome {
-            Outcome::Allow => &self.allow,
-            Outcome::PassThrough => &self.pass,
-            Outcome::Deny(code) => &self.deny[reason_index(code)],
+            Outcome::Allow => self.sum(|h| &h.allow),
+            Outcome::PassThrough => self.sum(|h| &h.pass),
+            Outcome::Deny(code) => {
+                let i = reason_index(code);
+                self.sum(|h| &h.deny[i])
+            }
         }
-        .load(Ordering::Relaxed)
     }
 
     /// The Prometheus text format.
@@ -179,18 +220,18 @@ impl Metrics {
         let _ = writeln!(
             out,
             "keyward_decisions_total{{outcome=\"allow\",reason=\"\"}} {}",
-            get(&self.allow)
+            self.sum(|h| &h.allow)
         );
         let _ = writeln!(
             out,
             "keyward_decisions_total{{outcome=\"pass_through\",reason=\"no_route\"}} {}",
-            get(&self.pass)
+            self.sum(|h| &h.pass)
         );
-        for (code, n) in REASONS.iter().zip(&self.deny) {
+        for (i, code) in REASONS.iter().enumerate() {
             let _ = writeln!(
                 out,
                 "keyward_decisions_total{{outcome=\"deny\",reason=\"{code}\"}} {}",
-                get(n)
+                self.sum(|h| &h.deny[i])
             );
         }
         let _ = writeln!(
@@ -199,20 +240,20 @@ impl Metrics {
              its head to its response.\n# TYPE keyward_decision_duration_seconds histogram"
         );
         let mut cumulative = 0;
-        for (le, n) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += get(n);
+        for (i, le) in BUCKETS.iter().enumerate() {
+            cumulative += self.sum(|h| &h.buckets[i]);
             let _ = writeln!(
                 out,
                 "keyward_decision_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
             );
         }
-        let count = get(&self.latency_count);
+        let count = self.sum(|h| &h.latency_count);
         let _ = writeln!(
             out,
             "keyward_decision_duration_seconds_bucket{{le=\"+Inf\"}} {count}\n\
              keyward_decision_duration_seconds_sum {}\n\
              keyward_decision_duration_seconds_count {count}",
-            get(&self.latency_sum_ns) as f64 / 1e9
+            self.sum(|h| &h.latency_sum_ns) as f64 / 1e9
         );
         let counters: [(&str, &str, String); 6] = [
             (
@@ -292,5 +333,28 @@ mod tests {
         assert!(text.contains("keyward_decision_duration_seconds_bucket{le=\"0.000005\"} 1"));
         assert!(text.contains("keyward_decision_duration_seconds_bucket{le=\"0.00005\"} 2"));
         assert!(text.contains("keyward_decision_duration_seconds_bucket{le=\"+Inf\"} 3"));
+    }
+
+    #[test]
+    fn counts_from_many_threads_add_up() {
+        let m = Metrics::new();
+        std::thread::scope(|s| {
+            for _ in 0..SHARDS + 3 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        m.decision(Outcome::Allow, Duration::from_micros(1));
+                        m.decision(Outcome::Deny("no_role"), Duration::from_micros(1));
+                    }
+                });
+            }
+        });
+        let n = (SHARDS as u64 + 3) * 1000;
+        assert_eq!(m.count(Outcome::Allow), n);
+        assert_eq!(m.count(Outcome::Deny("no_role")), n);
+        let text = m.render();
+        assert!(text.contains(&format!(
+            "keyward_decision_duration_seconds_count {}",
+            2 * n
+        )));
     }
 }

@@ -55,7 +55,7 @@ impl Engine {
         headers: &HeaderMap,
         unmatched: Unmatched,
     ) -> HttpDecision {
-        let state = self.policy();
+        let state = self.policy_now();
         let deny = |reason: Reason| {
             let d = Deny {
                 reason,
