@@ -64,14 +64,13 @@ struct User {
     resource_other: String,
 }
 
-fn setup(n: usize) -> (Engine, Vec<User>) {
+fn setup(n: usize) -> (tempfile::TempDir, Engine, Vec<User>) {
     let text = include_str!("../policies/cognitive3d.policy")
         .replace("credentials {", "credentials {\n    basic email_key;");
     let policy = Policy::parse("cognitive3d+basic.policy", &text).expect("policy");
     let dir = tempfile::tempdir().expect("tempdir");
     let engine =
         Engine::open(dir.path().join("db"), policy, EngineOptions::default()).expect("open");
-    std::mem::forget(dir); // keep the directory for the life of the bench
     let started = Instant::now();
     let mut users = Vec::with_capacity(n);
     engine
@@ -127,7 +126,7 @@ fn setup(n: usize) -> (Engine, Vec<User>) {
         "setup: {n} users, keys and bindings in {:.2?}",
         started.elapsed()
     );
-    (engine, users)
+    (dir, engine, users)
 }
 
 fn rss_bytes() -> usize {
@@ -232,7 +231,8 @@ fn bench(c: &mut Criterion) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let (engine, users) = setup(n);
+    // The directory lives (and is removed) with the bench.
+    let (_dir, engine, users) = setup(n);
     figures(&engine, &users);
     let member = users
         .iter()
