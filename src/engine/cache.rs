@@ -268,6 +268,15 @@ impl Cache {
         self.keys[key_shard(hash)].read().get(&hash.0).cloned()
     }
 
+    /// Runs `f` on the cached entry of `hash` while its shard is read-locked (so the change hook
+    /// cannot remove it meanwhile); `None` if there is none. `f` must not lock this cache's key
+    /// shards.
+    #[inline]
+    pub fn with_key<R>(&self, hash: &KeyHash, f: impl FnOnce(&CachedKey) -> R) -> Option<R> {
+        let shard = self.keys[key_shard(hash)].read();
+        shard.get(&hash.0).map(|e| f(e))
+    }
+
     /// Inserts `entry` unless `still_current()` says a mutation committed since the read began.
     pub fn insert_key(&self, entry: Arc<CachedKey>, still_current: impl Fn() -> bool) {
         let hash = entry.hash;

@@ -206,7 +206,7 @@ impl Engine {
             },
             (None, false) => return Err(forbid(&actor, Reason::NoRole)),
         };
-        match self.decide_in(state, &actor, manage_name, &scope, None) {
+        match self.decide_in(state, &actor.who(), manage_name, &scope, None) {
             Decision::Allow(_) => {}
             Decision::Deny(d) => return Err(ManageError::Forbidden(d)),
         }

@@ -187,7 +187,25 @@ pub struct Identity {
     workspace: Option<(Arc<str>, Arc<str>)>,
 }
 
+/// An authenticated caller as a decision reads it: borrowed entries (from an [`Identity`], or from
+/// the cache while its shard is read-locked).
+struct Who<'a> {
+    key: &'a CachedKey,
+    principal: &'a CachedPrincipal,
+    style: Style,
+    workspace: Option<(Arc<str>, Arc<str>)>,
+}
+
 impl Identity {
+    fn who(&self) -> Who<'_> {
+        Who {
+            key: &self.key,
+            principal: &self.principal,
+            style: self.style,
+            workspace: self.workspace.clone(),
+        }
+    }
+
     /// The principal's id.
     pub fn principal(&self) -> PrincipalId {
         self.principal.id
@@ -231,6 +249,22 @@ impl std::fmt::Debug for Engine {
             .field("policy", &self.state.load().policy.source.name)
             .finish_non_exhaustive()
     }
+}
+
+/// The credential of a request, as the policy's styles read it.
+fn present(
+    state: &PolicyState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Presented, Deny> {
+    credential::extract(headers, query, &state.styles).map_err(|e| {
+        Deny::unauthenticated(match e {
+            CredentialError::Missing => Reason::NoCredential,
+            e @ (CredentialError::UnknownScheme { .. }
+            | CredentialError::StyleNotAccepted { .. }) => Reason::UnknownScheme(e),
+            e => Reason::MalformedCredential(e),
+        })
+    })
 }
 
 fn now() -> u64 {
@@ -342,13 +376,51 @@ impl Engine {
     }
 
     /// Authenticates and authorizes one request.
+    ///
+    /// On a warm cache the decision is made while the key's cache shard is read-locked, on the
+    /// entries themselves: no reference count is taken, so threads deciding for the same keys do not
+    /// pass those entries' cache lines back and forth. Anything else (a miss, a stale owner, an
+    /// entry of an older policy) takes the owning path below.
     pub fn authorize(&self, req: &Request<'_>) -> Decision {
         let state = self.state.load();
-        let ident = match self.authenticate_in(&state, req.headers, req.query) {
-            Ok(i) => i,
+        let presented = match present(&state, req.headers, req.query) {
+            Ok(p) => p,
             Err(d) => return Decision::Deny(d),
         };
-        self.decide_in(&state, &ident, req.action, req.resource, req.context)
+        let hash = match self.hash_presented(&state, &presented) {
+            Ok(h) => h,
+            Err(d) => return Decision::Deny(d),
+        };
+        let warm = self.cache.with_key(&hash, |key| {
+            if key.generation != state.generation || !key.principal.is_current(state.generation) {
+                return None;
+            }
+            let principal = &key.principal;
+            Some(match self.check(&presented, &hash, key, principal) {
+                Ok(workspace) => self.decide_in(
+                    &state,
+                    &Who {
+                        key,
+                        principal,
+                        style: presented.style,
+                        workspace,
+                    },
+                    req.action,
+                    req.resource,
+                    req.context,
+                ),
+                Err(d) => Decision::Deny(d),
+            })
+        });
+        if let Some(Some(decision)) = warm {
+            return decision;
+        }
+        match self.identify_hashed(&state, &presented, hash) {
+            Ok(ident) => {
+                self.decide_in(&state, &ident.who(), req.action, req.resource, req.context)
+            }
+            Err(d) => Decision::Deny(d),
+        }
     }
 
     /// Authenticates a request's credential without authorizing anything.
@@ -366,7 +438,7 @@ impl Engine {
         context: Option<&str>,
     ) -> Decision {
         let state = self.state.load();
-        self.decide_in(&state, ident, action, resource, context)
+        self.decide_in(&state, &ident.who(), action, resource, context)
     }
 
     fn authenticate_in(
@@ -375,31 +447,72 @@ impl Engine {
         headers: &HeaderMap,
         query: Option<&str>,
     ) -> Result<Identity, Deny> {
-        let presented = credential::extract(headers, query, &state.styles).map_err(|e| {
-            Deny::unauthenticated(match e {
-                CredentialError::Missing => Reason::NoCredential,
-                e @ (CredentialError::UnknownScheme { .. }
-                | CredentialError::StyleNotAccepted { .. }) => Reason::UnknownScheme(e),
-                e => Reason::MalformedCredential(e),
-            })
-        })?;
-        self.identify(state, &presented)
+        let presented = present(state, headers, query)?;
+        let hash = self.hash_presented(state, &presented)?;
+        self.identify_hashed(state, &presented, hash)
     }
 
-    fn identify(&self, state: &PolicyState, p: &Presented) -> Result<Identity, Deny> {
+    /// Checks the key's format (a forged checksum costs no lookup) and hashes it.
+    fn hash_presented(&self, state: &PolicyState, p: &Presented) -> Result<token::KeyHash, Deny> {
         let secret = p.key.expose();
         match token::classify(secret, &state.key_format) {
-            Ok(_) => {}
-            Err(TokenError::BadChecksum) => return Err(Deny::unauthenticated(Reason::BadChecksum)),
-            Err(e) => return Err(Deny::unauthenticated(Reason::MalformedKey(e))),
+            Ok(_) => Ok(self.table.hash(secret)),
+            Err(TokenError::BadChecksum) => Err(Deny::unauthenticated(Reason::BadChecksum)),
+            Err(e) => Err(Deny::unauthenticated(Reason::MalformedKey(e))),
         }
-        let hash = self.table.hash(secret);
+    }
+
+    /// The owning path: the key's entry (cached, or read and cached), its owner, the checks.
+    fn identify_hashed(
+        &self,
+        state: &PolicyState,
+        p: &Presented,
+        hash: token::KeyHash,
+    ) -> Result<Identity, Deny> {
         let key = match self.cached_key(state, &hash) {
             Ok(Some(k)) => k,
             Ok(None) | Err(_) => return Err(Deny::unauthenticated(Reason::UnknownKey)),
         };
+        let principal = if key.principal.is_current(state.generation) {
+            Arc::clone(&key.principal)
+        } else {
+            // Checked first as `check` would, so an inactive key is not reported as unknown when
+            // its owner's entry is being replaced.
+            if key.hash != hash {
+                return Err(Deny::unauthenticated(Reason::UnknownKey));
+            }
+            match self.reresolve_owner(state, &key) {
+                Ok(Some(p)) => p,
+                Ok(None) | Err(_) => {
+                    return Err(Deny {
+                        reason: Reason::UnknownKey,
+                        principal: Some(key.owner),
+                        key: Some(key.id),
+                    })
+                }
+            }
+        };
+        let workspace = self.check(p, &hash, &key, &principal)?;
+        Ok(Identity {
+            key,
+            principal,
+            style: p.style,
+            workspace,
+        })
+    }
+
+    /// What every decision checks about the key and its owner, on borrowed entries: the hash again
+    /// in constant time, active, unexpired, the email of a Basic `email:key`, the workspace header
+    /// (admin keys only). Returns the workspace the request acts on; records the use.
+    fn check(
+        &self,
+        p: &Presented,
+        hash: &token::KeyHash,
+        key: &CachedKey,
+        principal: &CachedPrincipal,
+    ) -> Result<Option<(Arc<str>, Arc<str>)>, Deny> {
         // The map lookup matched on the hash; compare it again in constant time.
-        if key.hash != hash {
+        if key.hash != *hash {
             return Err(Deny::unauthenticated(Reason::UnknownKey));
         }
         let deny = |reason| Deny {
@@ -414,14 +527,6 @@ impl Engine {
         if key.expires_at.is_some_and(|t| t <= now) {
             return Err(deny(Reason::ExpiredKey));
         }
-        let principal = if key.principal.is_current(state.generation) {
-            Arc::clone(&key.principal)
-        } else {
-            match self.reresolve_owner(state, &key) {
-                Ok(Some(p)) => p,
-                Ok(None) | Err(_) => return Err(deny(Reason::UnknownKey)),
-            }
-        };
         if let Some(email) = &p.email {
             let matches = if email.is_ascii() {
                 email.eq_ignore_ascii_case(principal.login_lower.as_str())
@@ -447,15 +552,11 @@ impl Engine {
             }
             None => principal.default_workspace.clone(),
         };
+        // Written at most once per granularity: otherwise only read, like the rest of the entry.
         if key.last_used.load(Ordering::Relaxed) + LAST_USED_GRANULARITY <= now {
             key.last_used.store(now, Ordering::Relaxed);
         }
-        Ok(Identity {
-            key,
-            principal,
-            style: p.style,
-            workspace,
-        })
+        Ok(workspace)
     }
 
     /// Re-checks an identity obtained earlier: its key must still exist, be active and unexpired, and
@@ -491,7 +592,7 @@ impl Engine {
     fn decide_in(
         &self,
         state: &PolicyState,
-        ident: &Identity,
+        ident: &Who<'_>,
         action: &str,
         resource: &str,
         context: Option<&str>,
@@ -499,8 +600,8 @@ impl Engine {
         let deny = |reason| {
             Decision::Deny(Deny {
                 reason,
-                principal: Some(ident.principal()),
-                key: Some(ident.key()),
+                principal: Some(ident.principal.id),
+                key: Some(ident.key.id),
             })
         };
         let compiled = &state.compiled;
@@ -534,7 +635,7 @@ impl Engine {
             limits_owned = resolve_limits(compiled, &ident.key.record);
             &limits_owned
         };
-        let principal = &ident.principal;
+        let principal = ident.principal;
         // An entry resolved under an older policy is resolved again here (once), not trusted.
         let bindings: &[crate::decision::Binding] = if principal.generation == state.generation {
             &principal.bindings
