@@ -187,6 +187,9 @@ pub struct Identity {
     workspace: Option<(Arc<str>, Arc<str>)>,
 }
 
+/// A workspace a request acts on: (public key, scope path).
+type SelectedWorkspace = (Arc<str>, Arc<str>);
+
 /// An authenticated caller as a decision reads it: borrowed entries (from an [`Identity`], or from
 /// the cache while its shard is read-locked).
 struct Who<'a> {
@@ -510,7 +513,7 @@ impl Engine {
         hash: &token::KeyHash,
         key: &CachedKey,
         principal: &CachedPrincipal,
-    ) -> Result<Option<(Arc<str>, Arc<str>)>, Deny> {
+    ) -> Result<Option<SelectedWorkspace>, Deny> {
         // The map lookup matched on the hash; compare it again in constant time.
         if key.hash != *hash {
             return Err(Deny::unauthenticated(Reason::UnknownKey));
