@@ -77,6 +77,11 @@ pub trait Backend: Send + Sync {
     /// Entries with `start <= key < end` (no upper bound when `end` is `None`), in the given order.
     fn scan(&self, start: &[u8], end: Option<&[u8]>, order: Order) -> Entries<'_>;
 
+    /// Whether `key` holds a value (a backend may answer without copying the value).
+    fn contains(&self, key: &[u8]) -> Result<bool> {
+        Ok(self.get(key)?.is_some())
+    }
+
     /// Entries whose key starts with `prefix`, in the given order.
     fn scan_prefix(&self, prefix: &[u8], order: Order) -> Entries<'_> {
         let end = prefix_end(prefix);
@@ -281,6 +286,12 @@ impl Backend for SledBackend {
         self.db
             .get(key)
             .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| sled_error("reading", e))
+    }
+
+    fn contains(&self, key: &[u8]) -> Result<bool> {
+        self.db
+            .contains_key(key)
             .map_err(|e| sled_error("reading", e))
     }
 

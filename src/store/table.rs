@@ -1029,6 +1029,16 @@ impl Bulk<'_> {
         self.table.backend.get(key)
     }
 
+    /// Whether `key` holds a value, without copying it out.
+    fn contains(&self, key: &[u8]) -> Result<bool> {
+        if let Some(p) = &self.pending {
+            if let Some(v) = p.overlay.get(key) {
+                return Ok(v.is_some());
+            }
+        }
+        self.table.backend.contains(key)
+    }
+
     fn get_record<T: Record>(&self, key: &[u8]) -> Result<Option<T>> {
         match self.get(key)? {
             Some(bytes) => decode(&bytes).map(Some),
@@ -1356,7 +1366,7 @@ impl Bulk<'_> {
     /// A stored key under the same record key: the same secret, or (never seen: 128 bits of BLAKE3)
     /// another whose hash starts the same. Both are refused.
     fn check_hash_free(&self, hash: &KeyHash) -> Result<()> {
-        if self.get(&layout::key_by_hash(hash))?.is_some() {
+        if self.contains(&layout::key_by_hash(hash))? {
             return Err(StoreError::conflict(
                 "a key with the same secret already exists",
             ));
