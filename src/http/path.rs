@@ -73,6 +73,21 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
     if raw == "/" {
         return Ok("/".to_string());
     }
+    // Nearly every path has no escape and only visible ASCII: check it in place (the same rules as
+    // below, which decode first) and copy it once.
+    if raw
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'%' && b != b'\\')
+    {
+        for segment in raw[1..].split('/') {
+            match segment {
+                "" => return Err(PathError::EmptySegment),
+                "." | ".." => return Err(PathError::DotSegment),
+                _ => {}
+            }
+        }
+        return Ok(raw.to_string());
+    }
     let mut out = String::with_capacity(raw.len());
     for segment in raw[1..].split('/') {
         if segment.is_empty() {
