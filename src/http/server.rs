@@ -413,17 +413,19 @@ impl Server {
         }
         #[cfg(feature = "admin")]
         if let (Some(every), Some(_)) = (shared.opts.refusal_write_interval, &shared.admin) {
-            background.push(tokio::spawn(write_refusals(
+            background.push(tokio::spawn(periodically(
                 Arc::clone(&shared),
                 every,
                 stop_rx.clone(),
+                write_refusals,
             )));
         }
         if let Some(every) = shared.opts.last_used_write_interval {
-            background.push(tokio::spawn(write_last_used(
+            background.push(tokio::spawn(periodically(
                 Arc::clone(&shared),
                 every,
                 stop_rx.clone(),
+                write_last_used,
             )));
         }
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared), stop_rx));
@@ -552,45 +554,41 @@ impl Reloader {
     }
 }
 
-/// Writes the admin API's queued refusals to the audit log every `every` (one batch each time).
-#[cfg(feature = "admin")]
-async fn write_refusals(shared: Arc<Shared>, every: Duration, mut stop: watch::Receiver<bool>) {
+/// Runs the blocking `job` every `every`, off the workers, until the server stops. The first run is
+/// one interval after the start.
+async fn periodically(
+    shared: Arc<Shared>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+    job: fn(&Shared),
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate: nothing has been done yet
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 let s = Arc::clone(&shared);
-                let _ = tokio::task::spawn_blocking(move || {
-                    if let Err(e) = s.engine.table().write_denials() {
-                        tracing::error!(error = %e, "cannot write the refused admin calls");
-                    }
-                })
-                .await;
+                let _ = tokio::task::spawn_blocking(move || job(&s)).await;
             }
             _ = stop.changed() => break,
         }
     }
 }
 
-async fn write_last_used(shared: Arc<Shared>, every: Duration, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await; // the first tick is immediate: nothing has been used yet
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                let s = Arc::clone(&shared);
-                let _ = tokio::task::spawn_blocking(move || {
-                    if let Err(e) = s.engine.flush_last_used() {
-                        s.metrics.flush_error();
-                        tracing::error!(error = %e, "cannot write the keys' last-used times");
-                    }
-                })
-                .await;
-            }
-            _ = stop.changed() => break,
-        }
+/// Writes the admin API's queued refusals to the audit log (one batch).
+#[cfg(feature = "admin")]
+fn write_refusals(s: &Shared) {
+    if let Err(e) = s.engine.table().write_denials() {
+        tracing::error!(error = %e, "cannot write the refused admin calls");
+    }
+}
+
+/// Writes the keys' last-used times kept in memory (one batch).
+fn write_last_used(s: &Shared) {
+    if let Err(e) = s.engine.flush_last_used() {
+        s.metrics.flush_error();
+        tracing::error!(error = %e, "cannot write the keys' last-used times");
     }
 }
 
