@@ -10,6 +10,7 @@ pub mod engine;
 pub mod http;
 pub mod policy;
 pub mod store;
+mod text;
 pub mod token;
 
 pub use engine::{Decision, Engine, EngineOptions, Reason, Request};

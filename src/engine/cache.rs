@@ -125,21 +125,13 @@ pub(crate) struct IdText {
 
 impl IdText {
     pub fn new(id: PrincipalId) -> Self {
+        let mut digits = [0u8; 20];
+        let len = crate::text::decimal(id, &mut digits).len();
         let mut buf = [0u8; 20];
-        let mut n = id;
-        let mut i = buf.len();
-        loop {
-            i -= 1;
-            buf[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        buf.copy_within(i.., 0);
+        buf[..len].copy_from_slice(&digits[20 - len..]);
         IdText {
             buf,
-            len: (20 - i) as u8,
+            len: len as u8,
         }
     }
 

@@ -350,6 +350,7 @@ impl Engine {
     /// The policy in force, for the duration of one request: unlike [`Engine::policy`] this writes
     /// no shared reference count (threads deciding at once would pass that line between cores on
     /// every request).
+    #[cfg(feature = "tower")]
     pub(crate) fn policy_now(&self) -> arc_swap::Guard<Arc<PolicyState>> {
         self.state.load()
     }

@@ -96,43 +96,15 @@ fn level_text(level: Level) -> &'static str {
     }
 }
 
-/// Appends `YYYY-MM-DDTHH:MM:SS` for unix seconds `secs` (UTC; proleptic Gregorian calendar).
+/// Appends `YYYY-MM-DDTHH:MM:SS` for unix seconds `secs` (UTC).
 fn civil_time(secs: u64, out: &mut String) {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3_600,
-        rem / 60 % 60,
-        rem % 60
-    );
+    let (year, month, day, h, m, sec) = crate::text::civil(secs);
+    let _ = write!(out, "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{sec:02}");
 }
 
 /// Appends the decimal digits of `v`.
-fn push_u64(line: &mut String, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    // INVARIANT: `buf[i..]` holds ASCII digits only.
-    line.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+fn push_u64(line: &mut String, v: u64) {
+    line.push_str(crate::text::decimal(v, &mut [0u8; 20]));
 }
 
 struct Fields<'a> {
