@@ -4,7 +4,7 @@
 //! ```text
 //! serve --db DIR --policy FILE --listen ADDR [--unmatched pass] [--envoy-prefix /ext_authz]
 //!       [--max-connections N] [--request-timeout-ms N] [--max-header-bytes N] [--workers N]
-//!       [--no-decision-log] [--no-watch]
+//!       [--no-decision-log] [--no-watch] [--detail-headers]
 //! serve fixtures --db DIR --policy FILE --product NAME     # prints NAME='secret' lines
 //! serve load-fixtures --db DIR --policy FILE --count N [--sample K]  # N SEED users (benchmark)
 //! ```
@@ -43,7 +43,7 @@ fn real_main() -> Result<(), fixtures::Error> {
             return Err(format!("unexpected argument `{a}`").into());
         };
         let value = match name {
-            "no-decision-log" | "no-watch" => String::new(),
+            "no-decision-log" | "no-watch" | "detail-headers" => String::new(),
             _ => it.next().ok_or(format!("`--{name}` needs a value"))?,
         };
         flags.insert(name.to_string(), value);
@@ -96,6 +96,7 @@ fn real_main() -> Result<(), fixtures::Error> {
         opts.workers = Some(n.parse()?);
     }
     opts.log_decisions = !flags.contains_key("no-decision-log");
+    opts.detail_headers = flags.contains_key("detail-headers");
     if flags.contains_key("no-watch") {
         opts.watch_interval = None;
     }

@@ -193,6 +193,10 @@ fn seed_platform_email_and_key_in_basic() {
         if *status == 200 {
             assert_eq!(r.header("x-keyward-role"), Some(*what), "{method} {uri}");
             assert!(r.header("x-keyward-key").is_some());
+            assert!(r.header("x-keyward-principal").is_some());
+            // Scope, action and resource only with `detail_headers`.
+            assert_eq!(r.header("x-keyward-action"), None);
+            assert_eq!(r.header("x-keyward-scope"), None);
         } else {
             assert!(r.body.contains(&format!("\"code\":\"{what}\"")), "{r:?}");
         }
@@ -243,7 +247,7 @@ fn seed_platform_email_and_key_in_basic() {
 
 #[test]
 fn seatsio_secret_key_as_basic_username() {
-    let t = TestServer::start("seatsio", |_| {});
+    let t = TestServer::start("seatsio", |o| o.detail_headers = true);
     let ws = t.s("WS_SECRET").to_string();
     let admin = t.s("ADMIN_SECRET").to_string();
     // The exact header from the seed document, and curl -u KEY: (the same bytes).
@@ -429,7 +433,8 @@ fn cognitive3d_apikey_organization_and_raw_keys() {
 #[test]
 fn nginx_traefik_and_envoy_conventions() {
     let t = TestServer::start("seed-platform", |o| {
-        o.envoy_prefix = Some("/ext_authz".into())
+        o.envoy_prefix = Some("/ext_authz".into());
+        o.detail_headers = true;
     });
     let good = basic(t.s("SEED_EMAIL"), t.s("SEED_KEY"));
     let wrong = basic(

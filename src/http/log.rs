@@ -44,6 +44,40 @@ thread_local! {
     static LINE: RefCell<(String, u64, String)> = RefCell::new((String::with_capacity(512), u64::MAX, String::new()));
 }
 
+/// Builds one line in this thread's buffer (timestamp, level, target, then what `fields` appends,
+/// then a newline) and hands it to `out`. Does nothing when re-entered from a writer that logs.
+fn with_line(level: Level, fields: impl FnOnce(&mut String), out: impl FnOnce(&[u8])) {
+    LINE.with(|cell| {
+        let Ok(mut cell) = cell.try_borrow_mut() else {
+            return; // re-entered from a writer that logs: drop rather than panic
+        };
+        let (line, second, stamp) = &mut *cell;
+        line.clear();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        if now.as_secs() != *second {
+            *second = now.as_secs();
+            stamp.clear();
+            civil_time(now.as_secs(), stamp);
+        }
+        line.push_str(stamp);
+        let micros = now.subsec_micros();
+        line.push('.');
+        for div in [100_000, 10_000, 1_000, 100, 10, 1] {
+            line.push(char::from(b'0' + (micros / div % 10) as u8));
+        }
+        line.push_str("Z ");
+        line.push_str(level_text(level));
+        line.push(' ');
+        line.push_str(TARGET);
+        line.push(':');
+        fields(line);
+        line.push('\n');
+        out(line.as_bytes());
+    });
+}
+
 impl<S, W> Layer<S> for DecisionLog<W>
 where
     S: Subscriber,
@@ -54,35 +88,213 @@ where
         if meta.target() != TARGET {
             return;
         }
-        LINE.with(|cell| {
-            let Ok(mut cell) = cell.try_borrow_mut() else {
-                return; // re-entered from a writer that logs: drop rather than panic
-            };
-            let (line, second, stamp) = &mut *cell;
-            line.clear();
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            if now.as_secs() != *second {
-                *second = now.as_secs();
-                stamp.clear();
-                civil_time(now.as_secs(), stamp);
+        with_line(
+            *meta.level(),
+            |line| event.record(&mut Fields { line }),
+            |bytes| {
+                let _ = self.make.make_writer().write_all(bytes);
+            },
+        );
+    }
+}
+
+/// One decision as the log records it (ids, names and codes only: never a secret).
+#[derive(Clone, Copy, Debug)]
+pub enum DecisionEvent<'a> {
+    /// Allowed.
+    Allow {
+        /// Principal id.
+        principal: u64,
+        /// Key id.
+        key: u64,
+        /// The granting role.
+        role: &'a str,
+        /// Where that role is bound.
+        scope: &'a str,
+        /// The route's action.
+        action: &'a str,
+        /// The route's resource.
+        resource: &'a str,
+        /// The original request's method.
+        method: &'a str,
+        /// The original request's path (clipped).
+        path: &'a str,
+        /// The credential style's code.
+        style: &'static str,
+        /// Time to decide, in microseconds.
+        micros: u64,
+    },
+    /// No route matched and unmatched requests pass.
+    PassThrough {
+        /// The original request's method.
+        method: &'a str,
+        /// The original request's path (clipped).
+        path: &'a str,
+    },
+    /// Denied.
+    Deny {
+        /// The reason code.
+        reason: &'static str,
+        /// The credential error's code, or empty.
+        detail: &'static str,
+        /// The principal, when authentication got that far.
+        principal: Option<u64>,
+        /// The key, when authentication got that far.
+        key: Option<u64>,
+        /// The status the policy prescribes.
+        status: u16,
+        /// The original request's method.
+        method: &'a str,
+        /// The original request's path (clipped).
+        path: &'a str,
+        /// Time to decide, in microseconds.
+        micros: u64,
+    },
+    /// The proxy's request did not say which request to check (a `warn`).
+    BadOriginal {
+        /// What was wrong.
+        detail: &'static str,
+    },
+}
+
+/// Where `keyward serve` sends decision lines.
+#[derive(Clone, Debug)]
+pub enum DecisionSink {
+    /// `tracing` events of target [`TARGET`], for whatever subscriber is installed.
+    Tracing,
+    /// Lines formatted as [`DecisionLog`] formats them, written straight to the writer: the same
+    /// bytes without the event's dispatch and field visitor (half of a line's cost). `warn` and
+    /// `info` say which levels the subscriber's filter lets through for [`TARGET`].
+    Direct {
+        /// The writer.
+        writer: LogWriter,
+        /// `info` lines (allow, deny, pass-through) are wanted.
+        info: bool,
+        /// `warn` lines (bad forward-auth requests) are wanted.
+        warn: bool,
+    },
+}
+
+impl DecisionEvent<'_> {
+    /// Logs the decision to `sink`.
+    pub fn log(&self, sink: &DecisionSink) {
+        match sink {
+            DecisionSink::Tracing => self.emit(),
+            DecisionSink::Direct { writer, info, warn } => {
+                let level = self.level();
+                if (level == Level::INFO && *info) || (level == Level::WARN && *warn) {
+                    with_line(
+                        level,
+                        |line| self.fields(line),
+                        |bytes| writer.append(bytes),
+                    );
+                }
             }
-            line.push_str(stamp);
-            let micros = now.subsec_micros();
-            line.push('.');
-            for div in [100_000, 10_000, 1_000, 100, 10, 1] {
-                line.push(char::from(b'0' + (micros / div % 10) as u8));
+        }
+    }
+
+    fn level(&self) -> Level {
+        match self {
+            DecisionEvent::BadOriginal { .. } => Level::WARN,
+            _ => Level::INFO,
+        }
+    }
+
+    /// The event through `tracing`: the same fields, in the same order, as [`Self::fields`].
+    fn emit(&self) {
+        match *self {
+            DecisionEvent::Allow {
+                principal,
+                key,
+                role,
+                scope,
+                action,
+                resource,
+                method,
+                path,
+                style,
+                micros,
+            } => tracing::info!(target: "keyward::decision", outcome = "allow", principal, key,
+                role, scope, action, resource, method, path, style, micros),
+            DecisionEvent::PassThrough { method, path } => {
+                tracing::info!(target: "keyward::decision", outcome = "pass_through",
+                    reason = "no_route", method, path)
             }
-            line.push_str("Z ");
-            line.push_str(level_text(*meta.level()));
-            line.push(' ');
-            line.push_str(TARGET);
-            line.push(':');
-            event.record(&mut Fields { line });
-            line.push('\n');
-            let _ = self.make.make_writer().write_all(line.as_bytes());
-        });
+            DecisionEvent::Deny {
+                reason,
+                detail,
+                principal,
+                key,
+                status,
+                method,
+                path,
+                micros,
+            } => tracing::info!(target: "keyward::decision", outcome = "deny", reason, detail,
+                principal, key, status, method, path, micros),
+            DecisionEvent::BadOriginal { detail } => tracing::warn!(target: "keyward::decision",
+                outcome = "deny", reason = "bad_original_request", detail),
+        }
+    }
+
+    /// The fields as logfmt, as [`DecisionLog`] writes the event [`Self::emit`] makes. Constant
+    /// names and codes go in whole; a method is an HTTP token and a style a code, both bare.
+    fn fields(&self, line: &mut String) {
+        let mut f = Fields { line };
+        match *self {
+            DecisionEvent::Allow {
+                principal,
+                key,
+                role,
+                scope,
+                action,
+                resource,
+                method,
+                path,
+                style,
+                micros,
+            } => {
+                f.u64(" outcome=allow principal=", principal);
+                f.u64(" key=", key);
+                f.str(" role=", role);
+                f.str(" scope=", scope);
+                f.str(" action=", action);
+                f.str(" resource=", resource);
+                f.raw(" method=", method);
+                f.str(" path=", path);
+                f.raw(" style=", style);
+                f.u64(" micros=", micros);
+            }
+            DecisionEvent::PassThrough { method, path } => {
+                f.raw(" outcome=pass_through reason=no_route method=", method);
+                f.str(" path=", path);
+            }
+            DecisionEvent::Deny {
+                reason,
+                detail,
+                principal,
+                key,
+                status,
+                method,
+                path,
+                micros,
+            } => {
+                f.raw(" outcome=deny reason=", reason);
+                f.str(" detail=", detail);
+                if let Some(p) = principal {
+                    f.u64(" principal=", p);
+                }
+                if let Some(k) = key {
+                    f.u64(" key=", k);
+                }
+                f.u64(" status=", u64::from(status));
+                f.raw(" method=", method);
+                f.str(" path=", path);
+                f.u64(" micros=", micros);
+            }
+            DecisionEvent::BadOriginal { detail } => {
+                f.str(" outcome=deny reason=bad_original_request detail=", detail);
+            }
+        }
     }
 }
 
@@ -113,9 +325,33 @@ struct Fields<'a> {
 
 impl Fields<'_> {
     fn name(&mut self, field: &Field) {
+        self.key(field.name());
+    }
+
+    fn key(&mut self, name: &str) {
         self.line.push(' ');
-        self.line.push_str(field.name());
+        self.line.push_str(name);
         self.line.push('=');
+    }
+
+    /// ` name=` (as `lead`) and a value that may need quoting.
+    fn str(&mut self, lead: &str, value: &str) {
+        self.line.push_str(lead);
+        push_value(self.line, value);
+    }
+
+    /// ` name=` (as `lead`) and a value known to be bare (a code or an HTTP token, never empty).
+    fn raw(&mut self, lead: &str, value: &str) {
+        if value.is_empty() {
+            return self.str(lead, value);
+        }
+        self.line.push_str(lead);
+        self.line.push_str(value);
+    }
+
+    fn u64(&mut self, lead: &str, value: u64) {
+        self.line.push_str(lead);
+        push_u64(self.line, value);
     }
 }
 
@@ -276,7 +512,7 @@ impl LogWriter {
         ))
     }
 
-    fn append(&self, line: &[u8]) {
+    pub(crate) fn append(&self, line: &[u8]) {
         let mut p = self.shared.pending.lock();
         while p.bytes.len() >= MAX_PENDING_BYTES && !p.stopping {
             self.shared.full.notify_one();
@@ -393,6 +629,80 @@ mod tests {
             std::thread::sleep(BATCH_DELAY);
         }
         assert_eq!(&*sink.0.lock(), b"one line\n");
+    }
+
+    /// Every decision's direct line is the line the layer writes for its `tracing` event (past the
+    /// timestamp), so the two paths of `keyward serve` cannot drift apart.
+    #[test]
+    fn direct_lines_match_the_layers_lines() {
+        let events = [
+            DecisionEvent::Allow {
+                principal: 1,
+                key: 22,
+                role: "org_admin",
+                scope: "domain:1/organization:6",
+                action: "view",
+                resource: "domain:1/organization:6/project:a b",
+                method: "GET",
+                path: "/api/v3/organizations/6/",
+                style: "basic_email_key",
+                micros: 41,
+            },
+            DecisionEvent::PassThrough {
+                method: "PUT",
+                path: "/x=\"y\"",
+            },
+            DecisionEvent::Deny {
+                reason: "no_role",
+                detail: "",
+                principal: Some(3),
+                key: None,
+                status: 403,
+                method: "DELETE",
+                path: "/a",
+                micros: 7,
+            },
+            DecisionEvent::BadOriginal {
+                detail: "the original method is invalid",
+            },
+        ];
+        let sink = Sink::default();
+        let (writer, guard) = LogWriter::new(sink.clone()).expect("writer");
+        let direct = DecisionSink::Direct {
+            writer: writer.clone(),
+            info: true,
+            warn: true,
+        };
+        for e in &events {
+            e.log(&direct);
+        }
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let subscriber = tracing_subscriber::registry().with(DecisionLog::new(writer));
+        tracing::subscriber::with_default(subscriber, || {
+            for e in &events {
+                e.log(&DecisionSink::Tracing);
+            }
+        });
+        drop(guard);
+        let out = String::from_utf8(sink.0.lock().clone()).expect("utf-8");
+        let lines: Vec<&str> = out
+            .lines()
+            .map(|l| l.split_once(' ').expect("timestamp").1)
+            .collect();
+        assert_eq!(lines.len(), 2 * events.len(), "{out}");
+        let (direct, traced) = lines.split_at(events.len());
+        assert_eq!(direct, traced);
+        assert_eq!(
+            direct[0],
+            " INFO keyward::decision: outcome=allow principal=1 key=22 role=org_admin \
+             scope=domain:1/organization:6 action=view resource=\"domain:1/organization:6/project:a b\" \
+             method=GET path=/api/v3/organizations/6/ style=basic_email_key micros=41"
+        );
+        assert_eq!(
+            direct[3],
+            " WARN keyward::decision: outcome=deny reason=bad_original_request \
+             detail=\"the original method is invalid\""
+        );
     }
 
     #[test]

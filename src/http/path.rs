@@ -5,6 +5,7 @@
 //! segments (`//`), encoded `/` or `\` (`%2F`, `%5C`), a backslash, NUL or other control characters,
 //! malformed percent escapes, and bytes that are not UTF-8 once decoded. One trailing `/` is dropped.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Longest path accepted, in bytes (before decoding).
@@ -57,8 +58,9 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
-/// Decodes and checks a request path (without the query string). Returns the decoded path.
-pub fn normalize(raw: &str) -> Result<String, PathError> {
+/// Decodes and checks a request path (without the query string). Returns the decoded path,
+/// borrowed from `raw` when nothing needed decoding.
+pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if raw.len() > MAX_PATH {
         return Err(PathError::TooLong);
     }
@@ -71,23 +73,42 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
         raw
     };
     if raw == "/" {
-        return Ok("/".to_string());
+        return Ok(Cow::Borrowed(raw));
     }
-    // Nearly every path has no escape and only visible ASCII: check it in place (the same rules as
-    // below, which decode first) and copy it once.
-    if raw
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'%' && b != b'\\')
-    {
-        for segment in raw[1..].split('/') {
-            match segment {
-                "" => return Err(PathError::EmptySegment),
-                "." | ".." => return Err(PathError::DotSegment),
-                _ => {}
+    // Nearly every path has no escape and only visible ASCII: check it in place, in one pass (the
+    // same rules as below, which decode first).
+    if let Some(checked) = plain(raw) {
+        return checked.map(|()| Cow::Borrowed(raw));
+    }
+    decode(raw).map(Cow::Owned)
+}
+
+/// The checks of [`normalize`] on a path (`/` and more, no trailing `/`) made of visible ASCII
+/// without `%` or `\`; `None` when it has other bytes (it takes the decoding path).
+fn plain(raw: &str) -> Option<Result<(), PathError>> {
+    let b = raw.as_bytes();
+    let mut first_error = None;
+    let mut start = 1;
+    for i in 1..=b.len() {
+        let c = b.get(i).copied().unwrap_or(b'/');
+        if c == b'/' {
+            if first_error.is_none() {
+                first_error = match &b[start..i] {
+                    [] => Some(PathError::EmptySegment),
+                    [b'.'] | [b'.', b'.'] => Some(PathError::DotSegment),
+                    _ => None,
+                };
             }
+            start = i + 1;
+        } else if !c.is_ascii_graphic() || c == b'%' || c == b'\\' {
+            return None;
         }
-        return Ok(raw.to_string());
     }
+    Some(first_error.map_or(Ok(()), Err))
+}
+
+/// The general path of [`normalize`]: percent-decoding, segment by segment.
+fn decode(raw: &str) -> Result<String, PathError> {
     let mut out = String::with_capacity(raw.len());
     for segment in raw[1..].split('/') {
         if segment.is_empty() {

@@ -120,7 +120,7 @@ impl RouteTable {
             .or_else(|| self.any.at(&path).ok())
             .ok_or(RouteMiss::NoRoute)?;
         let route = &self.routes[*found.value];
-        let mut resource = String::new();
+        let mut resource = String::with_capacity(64);
         for part in &route.resource {
             match part {
                 Part::Literal(l) => resource.push_str(l),
@@ -149,11 +149,13 @@ impl RouteTable {
 }
 
 fn push_value(out: &mut String, name: &str, v: &str) -> Result<(), RouteMiss> {
-    if v.is_empty()
-        || v.len() > 256
-        || v.chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-    {
+    let shape_changing = |c: char| c == '/' || c == ':' || c.is_whitespace() || c.is_control();
+    let bad = if v.is_ascii() {
+        v.bytes().any(|b| shape_changing(char::from(b)))
+    } else {
+        v.chars().any(shape_changing)
+    };
+    if v.is_empty() || v.len() > 256 || bad {
         return Err(RouteMiss::BadParameter(name.to_string()));
     }
     out.push_str(v);

@@ -39,6 +39,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::log::DecisionEvent;
 use super::metrics::{Metrics, Outcome};
 use super::{HttpDecision, Unmatched};
 use crate::engine::{DenyResponse, Engine, EngineError, EngineOptions};
@@ -97,6 +98,14 @@ pub struct ServeOptions {
     pub workers: Option<usize>,
     /// Log every decision (`info` on target `keyward::decision`).
     pub log_decisions: bool,
+    /// Also answer an allow with `X-Keyward-Scope`, `X-Keyward-Action` and `X-Keyward-Resource`
+    /// (off: `X-Keyward-Principal`, `-Key`, `-Role` and, for workspace keys, `-Workspace` only).
+    /// Each header costs the server and the proxy a little on every request; turn these on when
+    /// the upstream reads them.
+    pub detail_headers: bool,
+    /// Where decision lines go: `tracing` events (the default, for a host's own subscriber), or
+    /// straight to the writer of [`run`]'s subscriber, which sets this.
+    pub decision_sink: super::log::DecisionSink,
     /// Time in-flight requests get to finish on shutdown before their connections are dropped.
     pub shutdown_grace: Duration,
     /// Where to mount the admin API (feature `admin`), e.g. `/keyward/v1`; `None` leaves it out.
@@ -134,6 +143,8 @@ impl ServeOptions {
             reload_on_sighup: true,
             workers: None,
             log_decisions: true,
+            detail_headers: false,
+            decision_sink: super::log::DecisionSink::Tracing,
             shutdown_grace: Duration::from_secs(10),
             admin_prefix: Some("/keyward/v1".to_string()),
             refusal_write_interval: Some(Duration::from_secs(5)),
@@ -158,6 +169,8 @@ impl std::fmt::Debug for ServeOptions {
             .field("reload_on_sighup", &self.reload_on_sighup)
             .field("workers", &self.workers)
             .field("log_decisions", &self.log_decisions)
+            .field("detail_headers", &self.detail_headers)
+            .field("decision_sink", &self.decision_sink)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("admin_prefix", &self.admin_prefix)
             .field("refusal_write_interval", &self.refusal_write_interval)
@@ -194,7 +207,7 @@ pub enum ServeError {
 /// Runs `keyward serve` until SIGTERM or SIGINT: builds its own runtime, installs a `tracing`
 /// subscriber (`RUST_LOG`, default `info`) unless one is set, serves, shuts down gracefully and
 /// writes the pending last-used times and refused admin calls. Blocking.
-pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
+pub fn run(mut opts: ServeOptions) -> Result<(), ServeError> {
     // Lines are batched for a background thread (never dropped: a writer that falls behind makes
     // loggers wait); the guard writes what is left when `run` returns. A line reaches stderr within
     // 20 ms (see `http::log::LogWriter`).
@@ -212,14 +225,23 @@ pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
             .with_filter(tracing_subscriber::filter::filter_fn(|m| {
                 m.target() != super::log::TARGET
             }));
-        let _ = tracing_subscriber::registry()
+        let installed = tracing_subscriber::registry()
             .with(
                 tracing_subscriber::EnvFilter::try_from_default_env()
                     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
             )
             .with(general)
-            .with(super::log::DecisionLog::new(writer))
+            .with(super::log::DecisionLog::new(writer.clone()))
             .try_init();
+        // With this subscriber in place, decision lines skip the event dispatch: the same bytes,
+        // at the levels its filter lets through (`RUST_LOG=keyward::decision=off` still works).
+        if installed.is_ok() {
+            opts.decision_sink = super::log::DecisionSink::Direct {
+                writer,
+                info: tracing::enabled!(target: "keyward::decision", tracing::Level::INFO),
+                warn: tracing::enabled!(target: "keyward::decision", tracing::Level::WARN),
+            };
+        }
     }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = opts.workers {
@@ -930,12 +952,31 @@ struct Original<'a> {
 }
 
 /// The original method and URI from the configured headers. All configured headers present must
-/// agree (see the module's invariant).
+/// agree (see the module's invariant). One pass over the request's headers (a proxy sends few).
 fn original<'a>(shared: &Shared, req: &'a Request<Incoming>) -> Result<Original<'a>, &'static str> {
-    let headers = req.headers();
-    let uri = agreed(headers, &shared.opts.original_uri_headers)?
-        .ok_or("the request names no original URI (X-Original-URI or X-Forwarded-Uri)")?;
-    let method = match agreed(headers, &shared.opts.original_method_headers)? {
+    let (mut uri, mut method): (Option<&str>, Option<&str>) = (None, None);
+    for (name, value) in req.headers() {
+        let slot = if shared.opts.original_uri_headers.contains(name) {
+            &mut uri
+        } else if shared.opts.original_method_headers.contains(name) {
+            &mut method
+        } else {
+            continue;
+        };
+        let v = value
+            .to_str()
+            .map_err(|_| "an original method or URI header is not visible ASCII")?;
+        match slot {
+            Some(seen) if *seen != v => {
+                return Err(
+                    "the original method or URI headers disagree (a client may have sent one)",
+                )
+            }
+            _ => *slot = Some(v),
+        }
+    }
+    let uri = uri.ok_or("the request names no original URI (X-Original-URI or X-Forwarded-Uri)")?;
+    let method = match method {
         Some(m) => {
             Method::from_bytes(m.as_bytes()).map_err(|_| "the original method is invalid")?
         }
@@ -950,30 +991,6 @@ fn original<'a>(shared: &Shared, req: &'a Request<Incoming>) -> Result<Original<
         path,
         query,
     })
-}
-
-/// The one value the configured headers agree on, if any is present.
-fn agreed<'a>(
-    headers: &'a HeaderMap,
-    names: &[HeaderName],
-) -> Result<Option<&'a str>, &'static str> {
-    let mut found: Option<&str> = None;
-    for name in names {
-        for v in headers.get_all(name) {
-            let v = v
-                .to_str()
-                .map_err(|_| "an original method or URI header is not visible ASCII")?;
-            match found {
-                Some(f) if f != v => {
-                    return Err(
-                        "the original method or URI headers disagree (a client may have sent one)",
-                    )
-                }
-                _ => found = Some(v),
-            }
-        }
-    }
-    Ok(found)
 }
 
 fn forward_auth(
@@ -991,8 +1008,9 @@ fn forward_auth(
                 shared
                     .metrics
                     .decision(Outcome::Deny("bad_original_request"), started.elapsed());
-                tracing::warn!(target: "keyward::decision", outcome = "deny",
-                    reason = "bad_original_request", detail = why);
+                if shared.opts.log_decisions {
+                    DecisionEvent::BadOriginal { detail: why }.log(&shared.opts.decision_sink);
+                }
             }
             let status = if mode == Mode::Nginx {
                 StatusCode::FORBIDDEN
@@ -1009,63 +1027,74 @@ fn forward_auth(
         headers,
         shared.opts.unmatched,
     );
-    let response = match &decision {
-        HttpDecision::Allow(allow, target) => {
-            let mut r = Response::new(Body::empty());
-            let h = r.headers_mut();
-            h.insert(X_KEYWARD_PRINCIPAL, HeaderValue::from(allow.principal));
-            h.insert(X_KEYWARD_KEY, HeaderValue::from(allow.key));
-            put(h, X_KEYWARD_ROLE, &allow.role);
-            put(h, X_KEYWARD_SCOPE, &allow.granted_at);
-            put(h, X_KEYWARD_ACTION, &target.action);
-            put(h, X_KEYWARD_RESOURCE, &target.resource);
-            if let Some(ws) = &allow.workspace {
-                put(h, X_KEYWARD_WORKSPACE, ws);
-            }
-            r
-        }
-        HttpDecision::PassThrough => Response::new(Body::empty()),
-        HttpDecision::Deny(deny, resp) => match mode {
-            Mode::Relay => super::layer::deny_response(resp.clone()),
-            Mode::Nginx => nginx_deny(deny.reason.is_authentication(), resp),
-        },
-    };
     if record {
         let took = started.elapsed();
-        match &decision {
+        let micros = took.as_micros() as u64;
+        let (method, path) = (original.method.as_str(), clip(original.path));
+        let event = match &decision {
             HttpDecision::Allow(allow, target) => {
                 shared.metrics.decision(Outcome::Allow, took);
-                if shared.opts.log_decisions {
-                    tracing::info!(target: "keyward::decision", outcome = "allow",
-                        principal = allow.principal, key = allow.key, role = &*allow.role,
-                        scope = &*allow.granted_at, action = target.action.as_str(),
-                        resource = target.resource.as_str(), method = original.method.as_str(),
-                        path = clip(original.path), style = allow.style.code(),
-                        micros = took.as_micros() as u64);
+                DecisionEvent::Allow {
+                    principal: allow.principal,
+                    key: allow.key,
+                    role: &allow.role,
+                    scope: &allow.granted_at,
+                    action: &target.action,
+                    resource: &target.resource,
+                    method,
+                    path,
+                    style: allow.style.code(),
+                    micros,
                 }
             }
             HttpDecision::PassThrough => {
                 shared.metrics.decision(Outcome::PassThrough, took);
-                if shared.opts.log_decisions {
-                    tracing::info!(target: "keyward::decision", outcome = "pass_through",
-                        reason = "no_route", method = original.method.as_str(),
-                        path = clip(original.path));
-                }
+                DecisionEvent::PassThrough { method, path }
             }
             HttpDecision::Deny(deny, resp) => {
-                let code = deny.reason.code();
-                shared.metrics.decision(Outcome::Deny(code), took);
-                if shared.opts.log_decisions {
-                    tracing::info!(target: "keyward::decision", outcome = "deny", reason = code,
-                        detail = deny.reason.credential_code().unwrap_or(""),
-                        principal = deny.principal, key = deny.key, status = resp.status,
-                        method = original.method.as_str(), path = clip(original.path),
-                        micros = took.as_micros() as u64);
+                let reason = deny.reason.code();
+                shared.metrics.decision(Outcome::Deny(reason), took);
+                DecisionEvent::Deny {
+                    reason,
+                    detail: deny.reason.credential_code().unwrap_or(""),
+                    principal: deny.principal,
+                    key: deny.key,
+                    status: resp.status,
+                    method,
+                    path,
+                    micros,
                 }
             }
+        };
+        if shared.opts.log_decisions {
+            event.log(&shared.opts.decision_sink);
         }
     }
-    response
+    // Answer (after the log line: the time to decide is the decision's alone).
+    match decision {
+        HttpDecision::Allow(allow, target) => {
+            let mut h = HeaderMap::with_capacity(8);
+            h.insert(X_KEYWARD_PRINCIPAL, HeaderValue::from(allow.principal));
+            h.insert(X_KEYWARD_KEY, HeaderValue::from(allow.key));
+            put(&mut h, X_KEYWARD_ROLE, &allow.role);
+            if shared.opts.detail_headers {
+                put(&mut h, X_KEYWARD_SCOPE, &allow.granted_at);
+                put(&mut h, X_KEYWARD_ACTION, &target.action);
+                put(&mut h, X_KEYWARD_RESOURCE, &target.resource);
+            }
+            if let Some(ws) = &allow.workspace {
+                put(&mut h, X_KEYWARD_WORKSPACE, ws);
+            }
+            let mut r = Response::new(Body::empty());
+            *r.headers_mut() = h;
+            r
+        }
+        HttpDecision::PassThrough => Response::new(Body::empty()),
+        HttpDecision::Deny(deny, resp) => match mode {
+            Mode::Relay => super::layer::deny_response(resp),
+            Mode::Nginx => nginx_deny(deny.reason.is_authentication(), &resp),
+        },
+    }
 }
 
 fn nginx_deny(authentication: bool, resp: &DenyResponse) -> Response<Body> {

@@ -136,6 +136,9 @@ pub struct ServeArgs {
     /// Do not log each decision
     #[arg(long)]
     pub no_log_decisions: bool,
+    /// Also answer an allow with X-Keyward-Scope, X-Keyward-Action and X-Keyward-Resource
+    #[arg(long)]
+    pub detail_headers: bool,
 }
 
 /// Where the key table is, and its pepper; or the admin API serving it.

@@ -54,6 +54,7 @@ pub fn run(a: &ServeArgs) -> CmdResult {
     };
     opts.workers = a.workers;
     opts.log_decisions = !a.no_log_decisions;
+    opts.detail_headers = a.detail_headers;
     server::run(opts).map_err(|e| match e {
         server::ServeError::Engine(keyward::engine::EngineError::Policy(
             keyward::policy::LoadError::Invalid(report),
