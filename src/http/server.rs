@@ -1123,6 +1123,9 @@ fn put(h: &mut HeaderMap, name: HeaderName, value: &str) {
 
 /// A path cut to a length fit for a log line.
 fn clip(path: &str) -> &str {
+    if path.len() <= 200 {
+        return path; // no more bytes, so no more characters
+    }
     match path.char_indices().nth(200) {
         Some((i, _)) => &path[..i],
         None => path,
