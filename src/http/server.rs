@@ -716,10 +716,24 @@ async fn serve_connection(
         if let Some(admin) = admin_for(&s, req.uri().path()) {
             use tower::ServiceExt;
             let req = req.map(Body::new);
+            // Admin calls write the key table and wait for each write to reach the disk: they run
+            // on the blocking pool, so the forward-auth requests of this worker do not wait for an
+            // fsync (or for a batch import) behind them.
             let fut: ResponseFuture = Box::pin(async move {
-                Ok::<_, Infallible>(match admin.oneshot(req).await {
-                    Ok(resp) => resp,
-                    Err(never) => match never {},
+                let rt = tokio::runtime::Handle::current();
+                let answered =
+                    tokio::task::spawn_blocking(move || rt.block_on(admin.oneshot(req))).await;
+                Ok::<_, Infallible>(match answered {
+                    Ok(Ok(resp)) => resp,
+                    Ok(Err(never)) => match never {},
+                    Err(e) => {
+                        tracing::error!(error = %e, "an admin call did not finish");
+                        json_error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal",
+                            "the admin call did not finish; see the server log",
+                        )
+                    }
                 })
             });
             return fut;
