@@ -15,7 +15,7 @@ mod resource;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-pub use resource::{OwnedPath, Resource, ResourceError, MAX_RESOURCE_DEPTH};
+pub use resource::{OwnedPath, Resource, ResourceError, MAX_RESOURCE_BYTES, MAX_RESOURCE_DEPTH};
 
 use crate::policy::model::{ActionId, KindId, Model, RoleId};
 

@@ -3,7 +3,7 @@
 //! Stages: [`syntax::parse`] (nom 8; never fails as a whole, returns what it could read and a diagnostic
 //! per definition it could not), [`check::check`] (names, duplicates, cycles, grants that can never
 //! apply), then [`crate::decision::CompiledPolicy::compile`] turns the model into lookup tables.
-//! [`reference`] interprets the model directly and is the yardstick the compiled form is tested against.
+//! [`reference`](mod@reference) interprets the model directly and is the yardstick the compiled form is tested against.
 //!
 //! **Invariant:** this module does no I/O except [`load_file`]; it never panics on any input.
 
