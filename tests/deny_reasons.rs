@@ -214,8 +214,10 @@ fn every_reason() {
             403,
         ),
     ];
-    for (h, action, resource, code, status) in rows {
-        let d = decide(&e, &h, action, resource);
+    // Twice over: the second time the engine has read each credential before (its memo).
+    for (h, action, resource, code, status) in rows.iter().chain(&rows) {
+        let (action, resource, code, status) = (*action, *resource, *code, *status);
+        let d = decide(&e, h, action, resource);
         let keyward::Decision::Deny(deny) = &d else {
             panic!("{code}: expected a denial, got {d:?}")
         };

@@ -14,6 +14,7 @@
 mod cache;
 mod explain;
 mod manage;
+mod memo;
 mod reason;
 
 use std::path::Path;
@@ -240,6 +241,8 @@ pub struct Engine {
     table: Arc<KeyTable>,
     state: ArcSwap<PolicyState>,
     cache: Arc<Cache>,
+    /// Credentials read before (see `memo`).
+    memo: memo::Memo,
     generation: AtomicU64,
     /// Serialises reloads, so two racing ones cannot install their policies out of order.
     reloading: parking_lot::Mutex<()>,
@@ -251,6 +254,14 @@ impl std::fmt::Debug for Engine {
             .field("table", &self.table)
             .field("policy", &self.state.load().policy.source.name)
             .finish_non_exhaustive()
+    }
+}
+
+/// True when the decision got past authentication (the key was found and its checks passed).
+fn authenticated(d: &Decision) -> bool {
+    match d {
+        Decision::Allow(_) => true,
+        Decision::Deny(d) => !d.reason.is_authentication(),
     }
 }
 
@@ -332,6 +343,7 @@ impl Engine {
             table: Arc::new(table),
             state: ArcSwap::from_pointee(state),
             cache,
+            memo: memo::Memo::new(),
             generation: AtomicU64::new(1),
             reloading: parking_lot::Mutex::new(()),
         }
@@ -363,6 +375,7 @@ impl Engine {
         let state = PolicyState::new(policy, generation)?;
         self.state.store(Arc::new(state));
         self.cache.clear();
+        self.memo.clear();
         Ok(())
     }
 
@@ -387,6 +400,17 @@ impl Engine {
     /// entry of an older policy) takes the owning path below.
     pub fn authorize(&self, req: &Request<'_>) -> Decision {
         let state = self.state.load();
+        // A credential read before: straight to the key cache and the checks (see `memo`).
+        let tag = self.memo.tag(&state.styles, req.headers, req.query);
+        if let Some(tag) = &tag {
+            let hit = self.memo.with(tag, state.generation, |hash, claim| {
+                self.cache
+                    .with_key(hash, |key| self.decide_warm(&state, claim, hash, key, req))
+            });
+            if let Some(Some(Some(decision))) = hit {
+                return decision;
+            }
+        }
         let presented = match present(&state, req.headers, req.query) {
             Ok(p) => p,
             Err(d) => return Decision::Deny(d),
@@ -395,36 +419,56 @@ impl Engine {
             Ok(h) => h,
             Err(d) => return Decision::Deny(d),
         };
-        let warm = self.cache.with_key(&hash, |key| {
-            if key.generation != state.generation || !key.principal.is_current(state.generation) {
-                return None;
+        let remember = |known: bool| {
+            if let (Some(tag), true) = (&tag, known) {
+                self.memo.insert(tag, state.generation, &presented, &hash);
             }
-            let principal = &key.principal;
-            Some(match self.check(&presented, &hash, key, principal) {
-                Ok(workspace) => self.decide_in(
-                    &state,
-                    &Who {
-                        key,
-                        principal,
-                        style: presented.style,
-                        workspace,
-                    },
-                    req.action,
-                    req.resource,
-                    req.context,
-                ),
-                Err(d) => Decision::Deny(d),
-            })
+        };
+        let warm = self.cache.with_key(&hash, |key| {
+            self.decide_warm(&state, presented.claim(), &hash, key, req)
         });
         if let Some(Some(decision)) = warm {
+            remember(authenticated(&decision));
             return decision;
         }
         match self.identify_hashed(&state, &presented, hash) {
             Ok(ident) => {
+                remember(true);
                 self.decide_in(&state, &ident.who(), req.action, req.resource, req.context)
             }
             Err(d) => Decision::Deny(d),
         }
+    }
+
+    /// The decision on a cached key entry (borrowed under its shard's lock), or `None` when the
+    /// entry was resolved under another policy and must be read again.
+    fn decide_warm(
+        &self,
+        state: &PolicyState,
+        claim: memo::Claim<'_>,
+        hash: &token::KeyHash,
+        key: &CachedKey,
+        req: &Request<'_>,
+    ) -> Option<Decision> {
+        if key.generation != state.generation || !key.principal.is_current(state.generation) {
+            return None;
+        }
+        let principal = &key.principal;
+        Some(match self.check(claim, hash, key, principal) {
+            Ok(workspace) => self.decide_in(
+                state,
+                &Who {
+                    key,
+                    principal,
+                    style: claim.style,
+                    workspace,
+                },
+                req.action,
+                req.resource,
+                req.context,
+            ),
+            Err(d) => Decision::Deny(d),
+        })
     }
 
     /// Authenticates a request's credential without authorizing anything.
@@ -496,7 +540,7 @@ impl Engine {
                 }
             }
         };
-        let workspace = self.check(p, &hash, &key, &principal)?;
+        let workspace = self.check(p.claim(), &hash, &key, &principal)?;
         Ok(Identity {
             key,
             principal,
@@ -510,7 +554,7 @@ impl Engine {
     /// (admin keys only). Returns the workspace the request acts on; records the use.
     fn check(
         &self,
-        p: &Presented,
+        p: memo::Claim<'_>,
         hash: &token::KeyHash,
         key: &CachedKey,
         principal: &CachedPrincipal,
@@ -531,7 +575,7 @@ impl Engine {
         if key.expires_at.is_some_and(|t| t <= now) {
             return Err(deny(Reason::ExpiredKey));
         }
-        if let Some(email) = &p.email {
+        if let Some(email) = p.email {
             let matches = if email.is_ascii() {
                 email.eq_ignore_ascii_case(principal.login_lower.as_str())
             } else {
@@ -541,7 +585,7 @@ impl Engine {
                 return Err(deny(Reason::EmailMismatch));
             }
         }
-        let workspace = match &p.workspace {
+        let workspace = match p.workspace {
             Some(public_key) => {
                 if !key.admin {
                     return Err(deny(Reason::WorkspaceHeaderNeedsAdminKey));
