@@ -375,7 +375,6 @@ impl Engine {
         let state = PolicyState::new(policy, generation)?;
         self.state.store(Arc::new(state));
         self.cache.clear();
-        self.memo.clear();
         Ok(())
     }
 
