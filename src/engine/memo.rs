@@ -19,10 +19,11 @@
 //! full path, which reports it); only credentials whose key was found are entered, so junk cannot
 //! fill the memo.
 //!
-//! Each thread keeps its own memo, [`THREAD_SLOTS`] direct-mapped slots per engine (a new entry
-//! replaces the one in its slot: no scan, no pause to empty a full table): a shared one, even
-//! sharded, had every decision write a lock word that the other cores' decisions write too, and two
-//! threads scaled 1.43× instead of 1.74×. A credential is read once per thread that sees it.
+//! Each thread keeps its own memo, [`THREAD_SLOTS`] slots per engine in sets of [`WAYS`] (a new
+//! entry takes a free slot of its set or replaces one: no scan, no pause to empty a full table; one
+//! slot per set let half of 10,000 keys evict each other): a shared memo, even sharded, had every
+//! decision write a lock word that the other cores' decisions write too, and two threads scaled
+//! 1.43× instead of 1.74×. A credential is read once per thread that sees it.
 
 use std::cell::RefCell;
 use std::hash::Hasher;
@@ -40,6 +41,9 @@ use crate::token::KeyHash;
 /// Slots per thread and engine (about 100 bytes each, allocated at a thread's first entry).
 pub(crate) const THREAD_SLOTS: usize = 16 * 1024;
 
+/// Slots per set.
+const WAYS: usize = 4;
+
 /// Engines a thread keeps memos for (the oldest goes first).
 const ENGINES_PER_THREAD: usize = 4;
 
@@ -51,7 +55,7 @@ thread_local! {
 
 struct ThreadMemo {
     memo: u64,
-    slots: Box<[Option<Entry>]>,
+    slots: Box<[[Option<Entry>; WAYS]]>,
 }
 
 /// The tag of one request's credential headers.
@@ -154,9 +158,13 @@ impl Memo {
             .try_with(|memos| {
                 let memos = memos.try_borrow().ok()?;
                 let mine = memos.iter().find(|m| m.memo == self.id)?;
-                let e = mine.slots.get(slot(tag))?.as_ref()?;
-                if e.lo != tag.lo || !bool::from(e.hi.ct_eq(&tag.hi)) || e.generation != generation
-                {
+                let e = mine
+                    .slots
+                    .get(set(tag))?
+                    .iter()
+                    .flatten()
+                    .find(|e| e.lo == tag.lo)?;
+                if !bool::from(e.hi.ct_eq(&tag.hi)) || e.generation != generation {
                     return None;
                 }
                 Some(f(
@@ -186,15 +194,23 @@ impl Memo {
                     }
                     memos.push(ThreadMemo {
                         memo: self.id,
-                        slots: (0..THREAD_SLOTS).map(|_| None).collect(),
+                        slots: (0..THREAD_SLOTS / WAYS)
+                            .map(|_| Default::default())
+                            .collect(),
                     });
                     memos.len() - 1
                 }
             };
-            let Some(place) = memos[at].slots.get_mut(slot(tag)) else {
+            let Some(ways) = memos[at].slots.get_mut(set(tag)) else {
                 return;
             };
-            *place = Some(Entry {
+            // The same tag's slot, else a free one, else one the tag's other half picks.
+            let way = ways
+                .iter()
+                .position(|e| e.as_ref().is_some_and(|e| e.lo == tag.lo))
+                .or_else(|| ways.iter().position(Option::is_none))
+                .unwrap_or(tag.hi as usize % WAYS);
+            ways[way] = Some(Entry {
                 lo: tag.lo,
                 hi: tag.hi,
                 generation,
@@ -213,14 +229,14 @@ impl Memo {
             m.borrow()
                 .iter()
                 .find(|t| t.memo == self.id)
-                .map_or(0, |t| t.slots.iter().flatten().count())
+                .map_or(0, |t| t.slots.iter().flatten().flatten().count())
         })
     }
 }
 
-/// The slot of a tag (its first half's high bits; the low bits pick nothing twice over).
-fn slot(tag: &Tag) -> usize {
-    (tag.lo >> 40) as usize % THREAD_SLOTS
+/// The set of a tag (from its first half's high bits).
+fn set(tag: &Tag) -> usize {
+    (tag.lo >> 40) as usize % (THREAD_SLOTS / WAYS)
 }
 
 /// Hashes one header's bytes, length-prefixed, or a marker for its absence.
