@@ -19,9 +19,11 @@
 //! full path, which reports it); only credentials whose key was found are entered, so junk cannot
 //! fill the memo.
 //!
-//! Each thread keeps its own memo, [`THREAD_SLOTS`] slots per engine in sets of [`WAYS`] (a new
-//! entry takes a free slot of its set or replaces one: no scan, no pause to empty a full table; one
-//! slot per set let half of 10,000 keys evict each other): a shared memo, even sharded, had every
+//! Each thread keeps its own memo, up to [`THREAD_SLOTS`] slots per engine in sets of [`WAYS`] (a
+//! new entry takes a free slot of its set, or the table doubles while it may, or it replaces one: no
+//! scan, no pause to empty a full table; one slot per set let half of 10,000 keys evict each
+//! other). A thread starts with [`FIRST_SETS`] sets (24 KB), so a short-lived thread does not pay for
+//! the whole table (1.6 MB): a shared memo, even sharded, had every
 //! decision write a lock word that the other cores' decisions write too, and two threads scaled
 //! 1.43× instead of 1.74×. A credential is read once per thread that sees it.
 
@@ -38,11 +40,14 @@ use crate::credential::Style;
 use crate::credential::{Presented, Styles};
 use crate::token::KeyHash;
 
-/// Slots per thread and engine (about 100 bytes each, allocated at a thread's first entry).
+/// Most slots per thread and engine (about 100 bytes each).
 pub(crate) const THREAD_SLOTS: usize = 16 * 1024;
 
 /// Slots per set.
 const WAYS: usize = 4;
+
+/// Sets a thread's table starts with (a power of two; it doubles up to `THREAD_SLOTS / WAYS`).
+const FIRST_SETS: usize = 64;
 
 /// Engines a thread keeps memos for (the oldest goes first).
 const ENGINES_PER_THREAD: usize = 4;
@@ -55,7 +60,36 @@ thread_local! {
 
 struct ThreadMemo {
     memo: u64,
-    slots: Box<[[Option<Entry>; WAYS]]>,
+    /// A power of two of sets.
+    sets: Box<[[Option<Entry>; WAYS]]>,
+}
+
+impl ThreadMemo {
+    fn new(memo: u64, sets: usize) -> ThreadMemo {
+        ThreadMemo {
+            memo,
+            sets: (0..sets).map(|_| Default::default()).collect(),
+        }
+    }
+
+    fn set(&self, lo: u64) -> usize {
+        // The high bits: the low ones also pick nothing, but a doubling must split each set in two.
+        (lo >> 40) as usize & (self.sets.len() - 1)
+    }
+
+    /// The same table with twice the sets: each set's entries split between two, so none overflows.
+    fn doubled(&mut self) {
+        let mut bigger = ThreadMemo::new(self.memo, self.sets.len() * 2);
+        for e in self.sets.iter_mut().flat_map(|ways| ways.iter_mut()) {
+            if let Some(e) = e.take() {
+                let at = bigger.set(e.lo);
+                if let Some(free) = bigger.sets[at].iter_mut().find(|w| w.is_none()) {
+                    *free = Some(e);
+                }
+            }
+        }
+        *self = bigger;
+    }
 }
 
 /// The tag of one request's credential headers.
@@ -93,6 +127,16 @@ struct Entry {
     style: Style,
     email: Option<Box<str>>,
     workspace: Option<Box<str>>,
+}
+
+impl Entry {
+    fn claim(&self) -> Claim<'_> {
+        Claim {
+            style: self.style,
+            email: self.email.as_deref(),
+            workspace: self.workspace.as_deref(),
+        }
+    }
 }
 
 pub(crate) struct Memo {
@@ -158,23 +202,14 @@ impl Memo {
             .try_with(|memos| {
                 let memos = memos.try_borrow().ok()?;
                 let mine = memos.iter().find(|m| m.memo == self.id)?;
-                let e = mine
-                    .slots
-                    .get(set(tag))?
+                let e = mine.sets[mine.set(tag.lo)]
                     .iter()
                     .flatten()
                     .find(|e| e.lo == tag.lo)?;
                 if !bool::from(e.hi.ct_eq(&tag.hi)) || e.generation != generation {
                     return None;
                 }
-                Some(f(
-                    &e.hash,
-                    Claim {
-                        style: e.style,
-                        email: e.email.as_deref(),
-                        workspace: e.workspace.as_deref(),
-                    },
-                ))
+                Some(f(&e.hash, e.claim()))
             })
             .ok()
             .flatten()
@@ -192,25 +227,26 @@ impl Memo {
                     if memos.len() >= ENGINES_PER_THREAD {
                         memos.remove(0);
                     }
-                    memos.push(ThreadMemo {
-                        memo: self.id,
-                        slots: (0..THREAD_SLOTS / WAYS)
-                            .map(|_| Default::default())
-                            .collect(),
-                    });
+                    memos.push(ThreadMemo::new(self.id, FIRST_SETS));
                     memos.len() - 1
                 }
             };
-            let Some(ways) = memos[at].slots.get_mut(set(tag)) else {
-                return;
+            let mine = &mut memos[at];
+            // The same tag's slot, else a free one (doubling the table while it may), else one
+            // the tag's other half picks.
+            let way = |m: &ThreadMemo| {
+                let ways = &m.sets[m.set(tag.lo)];
+                ways.iter()
+                    .position(|e| e.as_ref().is_some_and(|e| e.lo == tag.lo))
+                    .or_else(|| ways.iter().position(Option::is_none))
             };
-            // The same tag's slot, else a free one, else one the tag's other half picks.
-            let way = ways
-                .iter()
-                .position(|e| e.as_ref().is_some_and(|e| e.lo == tag.lo))
-                .or_else(|| ways.iter().position(Option::is_none))
-                .unwrap_or(tag.hi as usize % WAYS);
-            ways[way] = Some(Entry {
+            let mut found = way(mine);
+            while found.is_none() && mine.sets.len() * WAYS < THREAD_SLOTS {
+                mine.doubled();
+                found = way(mine);
+            }
+            let at = mine.set(tag.lo);
+            mine.sets[at][found.unwrap_or(tag.hi as usize % WAYS)] = Some(Entry {
                 lo: tag.lo,
                 hi: tag.hi,
                 generation,
@@ -229,14 +265,9 @@ impl Memo {
             m.borrow()
                 .iter()
                 .find(|t| t.memo == self.id)
-                .map_or(0, |t| t.slots.iter().flatten().flatten().count())
+                .map_or(0, |t| t.sets.iter().flatten().flatten().count())
         })
     }
-}
-
-/// The set of a tag (from its first half's high bits).
-fn set(tag: &Tag) -> usize {
-    (tag.lo >> 40) as usize % (THREAD_SLOTS / WAYS)
 }
 
 /// Hashes one header's bytes, length-prefixed, or a marker for its absence.
@@ -310,6 +341,47 @@ mod tests {
     }
 
     #[test]
+    fn doubling_the_table_keeps_every_entry() {
+        let m = Memo::new();
+        let p = Presented {
+            style: Style::Bearer,
+            email: Some("a@example.com".into()),
+            key: crate::token::Secret::new("k"),
+            workspace: None,
+        };
+        let tags: Vec<Tag> = (0..500)
+            .map(|i| {
+                m.tag(&styles(), &headers(&format!("Bearer {i}"), None), None)
+                    .expect("tag")
+            })
+            .collect();
+        for (i, t) in tags.iter().enumerate() {
+            m.insert(t, 1, &p, &KeyHash([(i % 251) as u8; 32]));
+        }
+        // Below the full size nothing is replaced: every entry is still there, with its own data.
+        // (500 tags fill five slots of one set of the full table about once in a thousand keys.)
+        let sets = MEMOS.with(|t| {
+            t.borrow()
+                .iter()
+                .find(|t| t.memo == m.id)
+                .map(|t| t.sets.len())
+        });
+        assert!(sets.is_some_and(|n| n > FIRST_SETS), "{sets:?}: grown");
+        if sets == Some(THREAD_SLOTS / WAYS) {
+            return;
+        }
+        for (i, t) in tags.iter().enumerate() {
+            let got = m.with(t, 1, |h, c| (h.0[0], c.email.map(str::to_owned)));
+            assert_eq!(
+                got,
+                Some(((i % 251) as u8, Some("a@example.com".into()))),
+                "{i}"
+            );
+        }
+        assert_eq!(m.len(), tags.len());
+    }
+
+    #[test]
     fn the_memo_stays_within_its_capacity() {
         let m = Memo::new();
         let p = Presented {
@@ -329,6 +401,15 @@ mod tests {
         }
         assert!(m.len() <= THREAD_SLOTS, "{}", m.len());
         assert!(m.len() > THREAD_SLOTS / 2, "{}", m.len());
+        assert_eq!(
+            MEMOS.with(|t| t
+                .borrow()
+                .iter()
+                .find(|t| t.memo == m.id)
+                .map(|t| t.sets.len())),
+            Some(THREAD_SLOTS / WAYS),
+            "grown to its full size"
+        );
         // Another thread has a memo of its own.
         let t = m
             .tag(&styles(), &headers("Bearer 0", None), None)
