@@ -188,4 +188,17 @@ mod tests {
         }
         assert_eq!(normalize(&"/a".repeat(3000)), Err(PathError::TooLong));
     }
+
+    proptest::proptest! {
+        /// The one-pass check of plain paths gives what decoding them gives.
+        #[test]
+        fn the_plain_path_check_agrees_with_decoding(
+            raw in "/[a./%2eF\\ ]{0,12}"
+        ) {
+            let raw = raw.strip_suffix('/').filter(|r| !r.is_empty()).unwrap_or(&raw);
+            if let Some(checked) = plain(raw) {
+                proptest::prop_assert_eq!(checked.map(|()| raw.to_string()), decode(raw));
+            }
+        }
+    }
 }
