@@ -193,7 +193,7 @@ mod tests {
         /// The one-pass check of plain paths gives what decoding them gives.
         #[test]
         fn the_plain_path_check_agrees_with_decoding(
-            raw in "/[a./%2eF\\ ]{0,12}"
+            raw in proptest::prop_oneof!["/[a./]{0,12}", "/[a./%2eF\\ ]{0,12}"]
         ) {
             let raw = raw.strip_suffix('/').filter(|r| !r.is_empty()).unwrap_or(&raw);
             if let Some(checked) = plain(raw) {
