@@ -11,6 +11,10 @@
 //! in the principal map or marked stale: an entry enters a key entry only after it entered the map
 //! (or the key entry is not inserted: the sequence moved), and every path that takes an entry out of
 //! the map (invalidation, replacement, policy reload, a workspace change) marks it stale first.
+//!
+//! Key entries follow the same rule, for the credential memo that holds them: a key entry that is
+//! not in the map (removed, replaced, cleared, or refused at insertion because the sequence moved)
+//! is marked retired, under the shard's write lock, before the mutating call returns.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -67,6 +71,9 @@ pub(crate) struct CachedKey {
     pub last_used: AtomicU64,
     pub active: bool,
     pub admin: bool,
+    /// Set when this entry leaves the map or never entered it (see the module's invariant): a
+    /// holder outside the map (the credential memo) must then look the key up again.
+    retired: AtomicBool,
     pub limits: KeyLimits,
     pub persisted: AtomicU64,
     pub record: Box<KeyRecord>,
@@ -91,6 +98,7 @@ impl CachedKey {
             last_used: AtomicU64::new(last),
             active: record.active,
             admin: record.kind == KeyKind::Admin,
+            retired: AtomicBool::new(false),
             limits,
             persisted: AtomicU64::new(last),
             record: Box::new(record),
@@ -109,11 +117,64 @@ impl CachedKey {
             last_used: AtomicU64::new(self.last_used.load(Ordering::Relaxed)),
             active: self.active,
             admin: self.admin,
+            retired: AtomicBool::new(false),
             limits: self.limits.clone(),
             persisted: AtomicU64::new(self.persisted.load(Ordering::Relaxed)),
             record: self.record.clone(),
         }
     }
+
+    /// No longer the map's entry for its key (see the module's invariant).
+    #[inline]
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+}
+
+/// A key entry for unit tests: key 1 of principal 1, hash `hash`, in the map of no cache.
+#[cfg(test)]
+pub(crate) fn test_key(hash: KeyHash) -> Arc<CachedKey> {
+    use crate::store::PrincipalKind;
+    let principal = Principal {
+        id: 1,
+        kind: PrincipalKind::User,
+        login: "a@example.com".into(),
+        default_workspace: None,
+        created_at: 0,
+    };
+    let owner = Arc::new(CachedPrincipal {
+        stale: AtomicBool::new(false),
+        generation: 1,
+        id: 1,
+        id_text: IdText::new(1),
+        bindings: Bindings::new(),
+        login_lower: SmallText::new("a@example.com"),
+        default_workspace: None,
+        principal,
+        stored_bindings: Vec::new(),
+    });
+    let record = KeyRecord {
+        id: 1,
+        owner: 1,
+        name: "k".into(),
+        hash,
+        display_prefix: String::new(),
+        created_at: 0,
+        expires_at: None,
+        active: true,
+        last_used: None,
+        read_only: false,
+        permissions: None,
+        scope: None,
+        kind: KeyKind::Standard,
+        imported: false,
+        rotated_to: None,
+    };
+    Arc::new(CachedKey::new(record, owner, 1, KeyLimits::default()))
 }
 
 /// A principal's id as decimal text, inline (self access compares it with a resource's first id).
@@ -264,19 +325,22 @@ impl Cache {
     /// cannot remove it meanwhile); `None` if there is none. `f` must not lock this cache's key
     /// shards.
     #[inline]
-    pub fn with_key<R>(&self, hash: &KeyHash, f: impl FnOnce(&CachedKey) -> R) -> Option<R> {
+    pub fn with_key<R>(&self, hash: &KeyHash, f: impl FnOnce(&Arc<CachedKey>) -> R) -> Option<R> {
         let shard = self.keys[key_shard(hash)].read();
-        shard.get(&hash.0).map(|e| f(e))
+        shard.get(&hash.0).map(f)
     }
 
-    /// Inserts `entry` unless `still_current()` says a mutation committed since the read began.
+    /// Inserts `entry` unless `still_current()` says a mutation committed since the read began (then
+    /// `entry` is retired: it may be used for the decision at hand, and never again).
     pub fn insert_key(&self, entry: Arc<CachedKey>, still_current: impl Fn() -> bool) {
         let hash = entry.hash;
         let mut shard = self.keys[key_shard(&hash)].write();
         if still_current() {
             if let Some(old) = shard.insert(hash.0, entry) {
-                self.keep_last_used(&old);
+                self.drop_key(&old);
             }
+        } else {
+            entry.retire();
         }
     }
 
@@ -326,7 +390,7 @@ impl Cache {
     pub fn invalidate(&self, change: &Change) {
         for hash in &change.keys {
             if let Some(old) = self.keys[key_shard(hash)].write().remove(&hash.0) {
-                self.keep_last_used(&old);
+                self.drop_key(&old);
             }
         }
         for &p in &change.principals {
@@ -360,12 +424,18 @@ impl Cache {
         for shard in &self.keys {
             let mut s = shard.write();
             for e in s.values() {
-                self.keep_last_used(e);
+                self.drop_key(e);
             }
             s.clear();
         }
         self.clear_principals();
         self.workspaces.write().clear();
+    }
+
+    /// What happens to a key entry that leaves the map (called under its shard's write lock).
+    fn drop_key(&self, e: &CachedKey) {
+        e.retire();
+        self.keep_last_used(e);
     }
 
     fn keep_last_used(&self, e: &CachedKey) {

@@ -1,18 +1,21 @@
 //! A memo of credentials seen before: the keyed 128-bit SipHash of a request's credential headers →
-//! what reading them gave (the key's hash, the style, the Basic email, the workspace header). A
-//! credential sent again skips base64 decoding, parsing, the key's checksum and BLAKE3 — about 4,000
-//! of the 5,600 instructions of a warm `authorize` — and goes straight to the key cache and the
-//! checks, which run on every decision as before.
+//! what reading them gave (the key's cache entry, the style, the Basic email, the workspace header).
+//! A credential sent again skips base64 decoding, parsing, the key's checksum and BLAKE3 — about
+//! 4,000 of the 5,600 instructions of a warm `authorize` — and the key cache's lock and map lookup
+//! (three cache misses on a large table), and goes straight to the checks, which run on every
+//! decision as before.
 //!
 //! What it holds is no secret: a tag that only this process can compute (its SipHash key is drawn
-//! from the OS at start-up and never leaves memory) and the key's hash, which the key cache holds
-//! anyway. A tag is found by its first half and confirmed by its second in constant time.
+//! from the OS at start-up and never leaves memory) and the key's cache entry, which holds its hash.
+//! A tag is found by its first half and confirmed by its second in constant time.
 //!
 //! **Invariant:** an entry is a pure function of the credential headers' bytes and the policy
-//! generation (the accepted styles, the key format and the pepper fix the reading); it is used only
-//! under the generation it was made in. It never decides anything: a key that was revoked, deleted
-//! or expired since is refused by the same checks as without the memo (a deleted key is no longer in
-//! the key cache, so the request takes the full path).
+//! generation (the accepted styles, the key format and the pepper fix the reading), and its key
+//! entry is used only while the key cache has not retired it (see `cache`: an entry that leaves the
+//! cache's map, or never entered it, is retired before the mutating call returns). It never decides
+//! anything: a key that was revoked, deleted or expired since is refused by the same checks as
+//! without the memo (its entry was retired, so the request takes the full path). An entry found
+//! stale is dropped at once, so the memo does not keep old key entries alive.
 //!
 //! Only requests with exactly one `Authorization` header, at most one workspace header, and no
 //! query parameter named like the policy's query credential are memoised (anything else takes the
@@ -22,8 +25,8 @@
 //! Each thread keeps its own memo, up to [`THREAD_SLOTS`] slots per engine in sets of [`WAYS`] (a
 //! new entry takes a free slot of its set, or the table doubles while it may, or it replaces one: no
 //! scan, no pause to empty a full table; one slot per set let half of 10,000 keys evict each
-//! other). A thread starts with [`FIRST_SETS`] sets (24 KB), so a short-lived thread does not pay for
-//! the whole table (1.6 MB): a shared memo, even sharded, had every
+//! other). A thread starts with [`FIRST_SETS`] sets (20 KB), so a short-lived thread does not pay for
+//! the whole table (1.3 MB): a shared memo, even sharded, had every
 //! decision write a lock word that the other cores' decisions write too, and two threads scaled
 //! 1.43× instead of 1.74×. A credential is read once per thread that sees it.
 
@@ -36,11 +39,13 @@ use http::HeaderMap;
 use siphasher::sip128::{Hasher128, SipHasher24};
 use subtle::ConstantTimeEq;
 
+use std::sync::Arc;
+
+use super::cache::CachedKey;
 use crate::credential::Style;
 use crate::credential::{Presented, Styles};
-use crate::token::KeyHash;
 
-/// Most slots per thread and engine (about 100 bytes each).
+/// Most slots per thread and engine (80 bytes each, plus the key entries they hold).
 pub(crate) const THREAD_SLOTS: usize = 16 * 1024;
 
 /// Slots per set.
@@ -61,14 +66,37 @@ thread_local! {
 struct ThreadMemo {
     memo: u64,
     /// A power of two of sets.
-    sets: Box<[[Option<Entry>; WAYS]]>,
+    sets: Box<[Set]>,
+}
+
+/// One set: the tags' first halves side by side, so a lookup reads one cache line to find its way
+/// and then only the entry it found (the entries alone spanned six lines).
+#[derive(Default)]
+#[repr(C, align(64))]
+struct Set {
+    /// `lo` of each way's entry; meaningless where the way is empty.
+    lo: [u64; WAYS],
+    ways: [Option<Entry>; WAYS],
+}
+
+// Five cache lines a set: the figures in the module's documentation follow from this.
+const _: () = assert!(std::mem::size_of::<Set>() == 320);
+
+impl Set {
+    fn find(&self, lo: u64) -> Option<usize> {
+        (0..WAYS).find(|&w| self.lo[w] == lo && self.ways[w].is_some())
+    }
+
+    fn free(&self) -> Option<usize> {
+        self.ways.iter().position(Option::is_none)
+    }
 }
 
 impl ThreadMemo {
     fn new(memo: u64, sets: usize) -> ThreadMemo {
         ThreadMemo {
             memo,
-            sets: (0..sets).map(|_| Default::default()).collect(),
+            sets: (0..sets).map(|_| Set::default()).collect(),
         }
     }
 
@@ -80,15 +108,24 @@ impl ThreadMemo {
     /// The same table with twice the sets: each set's entries split between two, so none overflows.
     fn doubled(&mut self) {
         let mut bigger = ThreadMemo::new(self.memo, self.sets.len() * 2);
-        for e in self.sets.iter_mut().flat_map(|ways| ways.iter_mut()) {
-            if let Some(e) = e.take() {
-                let at = bigger.set(e.lo);
-                if let Some(free) = bigger.sets[at].iter_mut().find(|w| w.is_none()) {
-                    *free = Some(e);
+        for set in self.sets.iter_mut() {
+            for w in 0..WAYS {
+                if let Some(e) = set.ways[w].take() {
+                    bigger.put(set.lo[w], None, e);
                 }
             }
         }
         *self = bigger;
+    }
+
+    /// Puts `e` (tag half `lo`) in way `way` of its set, or the first free one.
+    fn put(&mut self, lo: u64, way: Option<usize>, e: Entry) {
+        let set = self.set(lo);
+        let set = &mut self.sets[set];
+        if let Some(w) = way.or_else(|| set.free()) {
+            set.lo[w] = lo;
+            set.ways[w] = Some(e);
+        }
     }
 }
 
@@ -118,12 +155,12 @@ impl Presented {
 }
 
 struct Entry {
-    /// The tag's first half (it also chose the slot).
-    lo: u64,
-    /// The tag's second half, compared in constant time.
+    /// The tag's second half, compared in constant time (the first is the set's `lo`).
     hi: u64,
     generation: u64,
-    hash: KeyHash,
+    /// The key's cache entry when this was memoised: used while it is not retired (still the
+    /// cache's entry for the key), which spares a decision the cache's lock and map lookup.
+    key: Arc<CachedKey>,
     style: Style,
     email: Option<Box<str>>,
     workspace: Option<Box<str>>,
@@ -191,32 +228,39 @@ impl Memo {
         Some(Tag { lo: t.h1, hi: t.h2 })
     }
 
-    /// Calls `f` with this thread's memoised reading of `tag` under `generation`, if there is one.
+    /// Calls `f` with this thread's memoised reading of `tag` under `generation`, if there is one
+    /// and its key entry is still the cache's.
     pub(crate) fn with<R>(
         &self,
         tag: &Tag,
         generation: u64,
-        f: impl FnOnce(&KeyHash, Claim<'_>) -> R,
+        f: impl FnOnce(&CachedKey, Claim<'_>) -> R,
     ) -> Option<R> {
         MEMOS
             .try_with(|memos| {
-                let memos = memos.try_borrow().ok()?;
-                let mine = memos.iter().find(|m| m.memo == self.id)?;
-                let e = mine.sets[mine.set(tag.lo)]
-                    .iter()
-                    .flatten()
-                    .find(|e| e.lo == tag.lo)?;
-                if !bool::from(e.hi.ct_eq(&tag.hi)) || e.generation != generation {
+                let mut memos = memos.try_borrow_mut().ok()?;
+                let mine = memos.iter_mut().find(|m| m.memo == self.id)?;
+                let at = mine.set(tag.lo);
+                let set = &mut mine.sets[at];
+                let way = &mut set.ways[set.find(tag.lo)?];
+                let e = way.as_ref()?;
+                if !bool::from(e.hi.ct_eq(&tag.hi)) {
                     return None;
                 }
-                Some(f(&e.hash, e.claim()))
+                if e.generation != generation || e.key.is_retired() {
+                    // Of no further use, and it holds the old key entry: free the slot.
+                    *way = None;
+                    return None;
+                }
+                Some(f(&e.key, e.claim()))
             })
             .ok()
             .flatten()
     }
 
-    /// Remembers, in this thread's memo, what `tag`'s headers read as under `generation`.
-    pub(crate) fn insert(&self, tag: &Tag, generation: u64, p: &Presented, hash: &KeyHash) {
+    /// Remembers, in this thread's memo, what `tag`'s headers read as under `generation`: `p`, whose
+    /// key's cache entry is `key`.
+    pub(crate) fn insert(&self, tag: &Tag, generation: u64, p: &Presented, key: &Arc<CachedKey>) {
         let _ = MEMOS.try_with(|memos| {
             let Ok(mut memos) = memos.try_borrow_mut() else {
                 return;
@@ -235,26 +279,23 @@ impl Memo {
             // The same tag's slot, else a free one (doubling the table while it may), else one
             // the tag's other half picks.
             let way = |m: &ThreadMemo| {
-                let ways = &m.sets[m.set(tag.lo)];
-                ways.iter()
-                    .position(|e| e.as_ref().is_some_and(|e| e.lo == tag.lo))
-                    .or_else(|| ways.iter().position(Option::is_none))
+                let set = &m.sets[m.set(tag.lo)];
+                set.find(tag.lo).or_else(|| set.free())
             };
             let mut found = way(mine);
             while found.is_none() && mine.sets.len() * WAYS < THREAD_SLOTS {
                 mine.doubled();
                 found = way(mine);
             }
-            let at = mine.set(tag.lo);
-            mine.sets[at][found.unwrap_or(tag.hi as usize % WAYS)] = Some(Entry {
-                lo: tag.lo,
+            let entry = Entry {
                 hi: tag.hi,
                 generation,
-                hash: *hash,
+                key: Arc::clone(key),
                 style: p.style,
                 email: p.email.as_deref().map(Box::from),
                 workspace: p.workspace.as_deref().map(Box::from),
-            });
+            };
+            mine.put(tag.lo, Some(found.unwrap_or(tag.hi as usize % WAYS)), entry);
         });
     }
 
@@ -265,7 +306,9 @@ impl Memo {
             m.borrow()
                 .iter()
                 .find(|t| t.memo == self.id)
-                .map_or(0, |t| t.sets.iter().flatten().flatten().count())
+                .map_or(0, |t| {
+                    t.sets.iter().flat_map(|s| s.ways.iter().flatten()).count()
+                })
         })
     }
 }
@@ -284,6 +327,8 @@ fn part(h: &mut SipHasher24, bytes: Option<&[u8]>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::cache::test_key;
+    use crate::token::KeyHash;
     use http::HeaderValue;
 
     fn styles() -> Styles {
@@ -341,6 +386,36 @@ mod tests {
     }
 
     #[test]
+    fn a_retired_key_entry_is_not_used_and_its_slot_is_freed() {
+        let m = Memo::new();
+        let p = Presented {
+            style: Style::Bearer,
+            email: None,
+            key: crate::token::Secret::new("k"),
+            workspace: None,
+        };
+        let t = m
+            .tag(&styles(), &headers("Bearer r", None), None)
+            .expect("tag");
+        let cache = crate::engine::cache::Cache::new();
+        let key = test_key(KeyHash([3; 32]));
+        cache.insert_key(Arc::clone(&key), || true);
+        m.insert(&t, 1, &p, &key);
+        assert_eq!(m.with(&t, 1, |k, _| k.hash.0[0]), Some(3));
+        // The cache replaces its entry (a change to the key): the memo's copy is retired.
+        cache.insert_key(test_key(KeyHash([3; 32])), || true);
+        assert!(key.is_retired());
+        assert_eq!(m.with(&t, 1, |k, _| k.hash.0[0]), None);
+        assert_eq!(m.len(), 0);
+        assert_eq!(Arc::strong_count(&key), 1, "the memo let go of it");
+        // An entry the cache refused (a mutation committed meanwhile) is never used from the memo.
+        let refused = test_key(KeyHash([4; 32]));
+        cache.insert_key(Arc::clone(&refused), || false);
+        m.insert(&t, 1, &p, &refused);
+        assert_eq!(m.with(&t, 1, |_, _| ()), None);
+    }
+
+    #[test]
     fn doubling_the_table_keeps_every_entry() {
         let m = Memo::new();
         let p = Presented {
@@ -356,7 +431,7 @@ mod tests {
             })
             .collect();
         for (i, t) in tags.iter().enumerate() {
-            m.insert(t, 1, &p, &KeyHash([(i % 251) as u8; 32]));
+            m.insert(t, 1, &p, &test_key(KeyHash([(i % 251) as u8; 32])));
         }
         // Below the full size nothing is replaced: every entry is still there, with its own data.
         // (500 tags fill five slots of one set of the full table about once in a thousand keys.)
@@ -371,7 +446,7 @@ mod tests {
             return;
         }
         for (i, t) in tags.iter().enumerate() {
-            let got = m.with(t, 1, |h, c| (h.0[0], c.email.map(str::to_owned)));
+            let got = m.with(t, 1, |k, c| (k.hash.0[0], c.email.map(str::to_owned)));
             assert_eq!(
                 got,
                 Some(((i % 251) as u8, Some("a@example.com".into()))),
@@ -391,13 +466,13 @@ mod tests {
             workspace: None,
         };
         let hash = KeyHash([7; 32]);
+        let key = test_key(hash);
         for i in 0..(THREAD_SLOTS * 2) {
             let t = m
                 .tag(&styles(), &headers(&format!("Bearer {i}"), None), None)
                 .expect("tag");
-            m.insert(&t, 1, &p, &hash);
-            assert!(m.with(&t, 1, |h, c| (*h == hash, c.style)).is_some());
-            assert!(m.with(&t, 2, |_, _| ()).is_none(), "another generation");
+            m.insert(&t, 1, &p, &key);
+            assert!(m.with(&t, 1, |k, c| (k.hash == hash, c.style)).is_some());
         }
         assert!(m.len() <= THREAD_SLOTS, "{}", m.len());
         assert!(m.len() > THREAD_SLOTS / 2, "{}", m.len());
@@ -410,6 +485,18 @@ mod tests {
             Some(THREAD_SLOTS / WAYS),
             "grown to its full size"
         );
+        // Under another generation an entry is of no use: it is dropped (with its key entry).
+        let t = m
+            .tag(
+                &styles(),
+                &headers(&format!("Bearer {}", THREAD_SLOTS * 2 - 1), None),
+                None,
+            )
+            .expect("tag");
+        let before = m.len();
+        assert!(m.with(&t, 2, |_, _| ()).is_none(), "another generation");
+        assert_eq!(m.len(), before - 1);
+        assert!(m.with(&t, 1, |_, _| ()).is_none(), "dropped");
         // Another thread has a memo of its own.
         let t = m
             .tag(&styles(), &headers("Bearer 0", None), None)
