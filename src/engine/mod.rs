@@ -402,22 +402,26 @@ impl Engine {
     /// key cache's lookup (the memo: a keyed tag of its headers → its key entry, no secret; about
     /// 1.3 MB per thread and engine at most, held by each thread that decides).
     pub fn authorize(&self, req: &Request<'_>) -> Decision {
-        let state = self.state.load();
+        self.authorize_in(&self.state.load(), req)
+    }
+
+    /// [`Self::authorize`] under `state` (the HTTP front matches the route under the same policy).
+    pub(crate) fn authorize_in(&self, state: &PolicyState, req: &Request<'_>) -> Decision {
         // A credential read before: straight to its key entry and the checks (see `memo`).
         let tag = self.memo.tag(&state.styles, req.headers, req.query);
         if let Some(tag) = &tag {
             let hit = self.memo.with(tag, state.generation, |key, claim| {
-                self.decide_warm(&state, claim, &key.hash, key, req)
+                self.decide_warm(state, claim, &key.hash, key, req)
             });
             if let Some(Some(decision)) = hit {
                 return decision;
             }
         }
-        let presented = match present(&state, req.headers, req.query) {
+        let presented = match present(state, req.headers, req.query) {
             Ok(p) => p,
             Err(d) => return Decision::Deny(d),
         };
-        let hash = match self.hash_presented(&state, &presented) {
+        let hash = match self.hash_presented(state, &presented) {
             Ok(h) => h,
             Err(d) => return Decision::Deny(d),
         };
@@ -427,7 +431,7 @@ impl Engine {
             }
         };
         let warm = self.cache.with_key(&hash, |key| {
-            let decision = self.decide_warm(&state, presented.claim(), &hash, key, req)?;
+            let decision = self.decide_warm(state, presented.claim(), &hash, key, req)?;
             if authenticated(&decision) {
                 remember(key);
             }
@@ -436,10 +440,10 @@ impl Engine {
         if let Some(Some(decision)) = warm {
             return decision;
         }
-        match self.identify_hashed(&state, &presented, hash) {
+        match self.identify_hashed(state, &presented, hash) {
             Ok(ident) => {
                 remember(&ident.key);
-                self.decide_in(&state, &ident.who(), req.action, req.resource, req.context)
+                self.decide_in(state, &ident.who(), req.action, req.resource, req.context)
             }
             Err(d) => Decision::Deny(d),
         }

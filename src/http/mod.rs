@@ -76,7 +76,7 @@ impl Engine {
             Err(RouteMiss::BadParameter(p)) => return deny(Reason::BadParameter(p)),
         };
         let req = crate::Request::new(headers, &target.action, &target.resource).with_query(query);
-        match self.authorize(&req) {
+        match self.authorize_in(&state, &req) {
             Decision::Allow(a) => HttpDecision::Allow(a, target),
             Decision::Deny(d) => {
                 let r = self.deny_response(&d);
