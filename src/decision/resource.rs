@@ -85,41 +85,91 @@ impl<'a> Resource<'a> {
     /// Both paths parsed under the same policy, so each is the canonical text of its segments (no
     /// whitespace, ids free of `/` and `:`, kind names unique): segment-wise equality of the first
     /// `prefix.depth()` segments is equality of the text up to a `/` boundary. One short byte
-    /// comparison, on the one allocation that holds the prefix.
+    /// comparison, on the prefix's own bytes (inline in a binding, nearly always).
     #[inline]
     pub fn starts_with(&self, prefix: &OwnedPath) -> bool {
         let (t, p) = (self.text.as_bytes(), prefix.text.as_bytes());
-        t.len() >= p.len() && (t.len() == p.len() || t[p.len()] == b'/') && t[..p.len()] == *p
+        t.len() >= p.len()
+            && (t.len() == p.len() || t[p.len()] == b'/')
+            && bytes_eq(&t[..p.len()], p)
     }
 
     /// An owned copy.
     pub fn to_owned_path(&self) -> OwnedPath {
         OwnedPath {
-            text: Arc::from(self.text),
+            text: PathText::new(self.text),
             depth: self.len as u8,
             leaf: self.leaf_kind(),
         }
     }
 }
 
-/// An owned resource path (a binding's scope, a key's scope): its canonical text in one shared
-/// allocation, which also serves as the `granted_at` of the decisions it grants.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Bytes of path text an [`OwnedPath`] holds inline.
+const PATH_INLINE: usize = 30;
+
+/// An owned path's text: inline when short (a binding's scope nearly always), so a decision compares
+/// it on its principal's own cache lines instead of reading another allocation (one cache miss per
+/// decision on a large key table); shared beyond.
+#[derive(Clone)]
+enum PathText {
+    Inline(arrayvec::ArrayString<PATH_INLINE>),
+    Shared(Arc<str>),
+}
+
+impl PathText {
+    fn new(s: &str) -> PathText {
+        match arrayvec::ArrayString::from(s) {
+            Ok(inline) => PathText::Inline(inline),
+            Err(_) => PathText::Shared(Arc::from(s)),
+        }
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        self.as_str().as_bytes()
+    }
+
+    #[inline]
+    fn as_str(&self) -> &str {
+        match self {
+            PathText::Inline(s) => s,
+            PathText::Shared(s) => s,
+        }
+    }
+}
+
+/// An owned resource path (a binding's scope, a key's scope) in canonical text.
+#[derive(Clone)]
 pub struct OwnedPath {
-    text: Arc<str>,
+    text: PathText,
     depth: u8,
     leaf: KindId,
+}
+
+impl PartialEq for OwnedPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.text.as_bytes() == other.text.as_bytes()
+            && self.depth == other.depth
+            && self.leaf == other.leaf
+    }
+}
+
+impl Eq for OwnedPath {}
+
+impl fmt::Debug for OwnedPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedPath")
+            .field("text", &self.as_str())
+            .field("depth", &self.depth)
+            .field("leaf", &self.leaf)
+            .finish()
+    }
 }
 
 impl OwnedPath {
     /// The path's text, e.g. `organization:6/project:3`.
     pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// The path's text, shared.
-    pub fn text(&self) -> &Arc<str> {
-        &self.text
+        self.text.as_str()
     }
 
     /// The number of segments.
@@ -135,7 +185,7 @@ impl OwnedPath {
 
 impl fmt::Display for OwnedPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(self.as_str())
     }
 }
 

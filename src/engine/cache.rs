@@ -179,26 +179,19 @@ pub(crate) fn test_key(hash: KeyHash) -> Arc<CachedKey> {
 
 /// A principal's id as decimal text, inline (self access compares it with a resource's first id).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct IdText {
-    buf: [u8; 20],
-    len: u8,
-}
+pub(crate) struct IdText(arrayvec::ArrayString<20>);
 
 impl IdText {
     pub fn new(id: PrincipalId) -> Self {
-        let mut digits = [0u8; 20];
-        let len = crate::text::decimal(id, &mut digits).len();
-        let mut buf = [0u8; 20];
-        buf[..len].copy_from_slice(&digits[20 - len..]);
-        IdText {
-            buf,
-            len: len as u8,
-        }
+        let mut text = arrayvec::ArrayString::new();
+        // A u64 has at most 20 digits.
+        let _ = text.try_push_str(crate::text::decimal(id, &mut [0u8; 20]));
+        IdText(text)
     }
 
+    #[inline]
     pub fn as_str(&self) -> &str {
-        // INVARIANT: `buf[..len]` holds ASCII digits only.
-        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+        &self.0
     }
 }
 
@@ -206,32 +199,22 @@ impl IdText {
 /// entry's own lines instead of another allocation.
 #[derive(Debug)]
 pub(crate) enum SmallText {
-    Inline { len: u8, buf: [u8; 46] },
+    Inline(arrayvec::ArrayString<44>),
     Heap(Box<str>),
 }
 
 impl SmallText {
     pub fn new(s: &str) -> Self {
-        let mut buf = [0u8; 46];
-        match buf.get_mut(..s.len()) {
-            Some(dst) => {
-                dst.copy_from_slice(s.as_bytes());
-                SmallText::Inline {
-                    len: s.len() as u8,
-                    buf,
-                }
-            }
-            None => SmallText::Heap(s.into()),
+        match arrayvec::ArrayString::from(s) {
+            Ok(inline) => SmallText::Inline(inline),
+            Err(_) => SmallText::Heap(s.into()),
         }
     }
 
     #[inline]
     pub fn as_str(&self) -> &str {
         match self {
-            // INVARIANT: `buf[..len]` is a copy of a `str`.
-            SmallText::Inline { len, buf } => {
-                std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or("")
-            }
+            SmallText::Inline(s) => s,
             SmallText::Heap(s) => s,
         }
     }
