@@ -83,10 +83,52 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
     decode(raw).map(Cow::Owned)
 }
 
+/// What a byte is to [`plain`]'s first pass.
+const PLAIN_BYTE: u8 = 0;
+const SLASH: u8 = 1;
+const DOT: u8 = 2;
+/// Not visible ASCII, `%` or `\\`: the decoding path decides.
+const OTHER: u8 = 3;
+const PATH_BYTE: [u8; 256] = {
+    let mut t = [OTHER; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        t[b] = match b as u8 {
+            b'/' => SLASH,
+            b'.' => DOT,
+            b'%' | b'\\' => OTHER,
+            _ => PLAIN_BYTE,
+        };
+        b += 1;
+    }
+    t
+};
+
 /// The checks of [`normalize`] on a path (`/` and more, no trailing `/`) made of visible ASCII
 /// without `%` or `\`; `None` when it has other bytes (it takes the decoding path).
+///
+/// A first pass, one table lookup a byte, settles the common path (no dot, no empty segment); a
+/// path with a dot or `//` is checked segment by segment, to name its first error.
 fn plain(raw: &str) -> Option<Result<(), PathError>> {
     let b = raw.as_bytes();
+    let (mut after_slash, mut suspect) = (false, false);
+    for &c in b {
+        match PATH_BYTE[usize::from(c)] {
+            PLAIN_BYTE => after_slash = false,
+            SLASH => {
+                suspect |= after_slash;
+                after_slash = true;
+            }
+            DOT => {
+                suspect = true;
+                after_slash = false;
+            }
+            _ => return None,
+        }
+    }
+    if !suspect && !after_slash {
+        return Some(Ok(()));
+    }
     let mut first_error = None;
     let mut start = 1;
     for i in 1..=b.len() {

@@ -19,6 +19,7 @@
 //! agree; otherwise the request is refused. A proxy sets only its own header and forwards the
 //! client's others, so trusting the first one found would let a client choose what is authorized.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
@@ -1090,7 +1091,9 @@ fn forward_auth(
             let mut h = HeaderMap::with_capacity(8);
             h.insert(X_KEYWARD_PRINCIPAL, HeaderValue::from(allow.principal));
             h.insert(X_KEYWARD_KEY, HeaderValue::from(allow.key));
-            put(&mut h, X_KEYWARD_ROLE, &allow.role);
+            if let Some(role) = role_header(&allow.role) {
+                h.insert(X_KEYWARD_ROLE, role);
+            }
             if shared.opts.detail_headers {
                 put(&mut h, X_KEYWARD_SCOPE, &allow.granted_at);
                 put(&mut h, X_KEYWARD_ACTION, &target.action);
@@ -1125,6 +1128,35 @@ fn nginx_deny(authentication: bool, resp: &DenyResponse) -> Response<Body> {
         r.headers_mut().insert(X_KEYWARD_LOCATION, loc);
     }
     r
+}
+
+thread_local! {
+    /// Role names as header values, built once per thread (a policy names few roles): a clone
+    /// shares the bytes, where building one checks and copies them (~500 instructions).
+    static ROLE_HEADERS: RefCell<Vec<(Box<str>, HeaderValue)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Roles a thread keeps header values for (after a reload renames roles, the list starts over).
+const ROLE_HEADERS_KEPT: usize = 64;
+
+/// `role` as a header value (`None` if it cannot be one).
+fn role_header(role: &str) -> Option<HeaderValue> {
+    ROLE_HEADERS
+        .try_with(|cell| {
+            let mut kept = cell.try_borrow_mut().ok()?;
+            if let Some((_, v)) = kept.iter().find(|(r, _)| **r == *role) {
+                return Some(v.clone());
+            }
+            let v = HeaderValue::from_bytes(role.as_bytes()).ok()?;
+            if kept.len() >= ROLE_HEADERS_KEPT {
+                kept.clear();
+            }
+            kept.push((role.into(), v.clone()));
+            Some(v)
+        })
+        .ok()
+        .flatten()
+        .or_else(|| HeaderValue::from_bytes(role.as_bytes()).ok())
 }
 
 /// Adds a header from text the policy or the request supplied; bytes that cannot be in a header are
