@@ -4,8 +4,6 @@
 //! router axum uses). Parameter values that would change the resource's shape (`/`, `:`, control
 //! characters) are refused, so a request reaches exactly the resource its route names, or nothing.
 
-use std::collections::HashMap;
-
 use ::http::Method;
 
 use super::path::{normalize, PathError};
@@ -41,13 +39,15 @@ struct Compiled {
 
 enum Part {
     Literal(String),
-    Path(String),
+    /// A path parameter: its name, and its position among the route path's parameters.
+    Path(String, usize),
     Query(String),
 }
 
 /// The routes of a policy, ready to match requests.
 pub struct RouteTable {
-    by_method: HashMap<Method, matchit::Router<usize>>,
+    /// One router per method a route names (few: a list beats hashing the method).
+    by_method: Vec<(Method, matchit::Router<usize>)>,
     any: matchit::Router<usize>,
     routes: Vec<Compiled>,
 }
@@ -64,7 +64,7 @@ impl RouteTable {
     /// Builds the table from a checked policy (the checker already refused overlapping routes).
     pub fn new(model: &Model) -> RouteTable {
         let mut table = RouteTable {
-            by_method: HashMap::new(),
+            by_method: Vec::new(),
             any: matchit::Router::new(),
             routes: Vec::new(),
         };
@@ -77,7 +77,12 @@ impl RouteTable {
                     .iter()
                     .map(|p| match p {
                         TemplatePart::Literal(l) => Part::Literal(l.clone()),
-                        TemplatePart::Path(n) => Part::Path(n.clone()),
+                        TemplatePart::Path(n) => Part::Path(
+                            n.clone(),
+                            param_names(&route.path)
+                                .position(|p| p == n.as_str())
+                                .unwrap_or(usize::MAX),
+                        ),
                         TemplatePart::Query(n) => Part::Query(n.clone()),
                     })
                     .collect(),
@@ -85,7 +90,13 @@ impl RouteTable {
             let router = match &route.method {
                 None => &mut table.any,
                 Some(m) => match Method::from_bytes(m.as_bytes()) {
-                    Ok(m) => table.by_method.entry(m).or_default(),
+                    Ok(m) => match table.by_method.iter().position(|(have, _)| *have == m) {
+                        Some(at) => &mut table.by_method[at].1,
+                        None => {
+                            table.by_method.push((m, matchit::Router::new()));
+                            &mut table.by_method.last_mut().expect("just pushed").1
+                        }
+                    },
                     Err(_) => continue,
                 },
             };
@@ -115,8 +126,9 @@ impl RouteTable {
         let path = normalize(path).map_err(RouteMiss::InvalidPath)?;
         let found = self
             .by_method
-            .get(method)
-            .and_then(|r| r.at(&path).ok())
+            .iter()
+            .find(|(m, _)| m == method)
+            .and_then(|(_, r)| r.at(&path).ok())
             .or_else(|| self.any.at(&path).ok())
             .ok_or(RouteMiss::NoRoute)?;
         let route = &self.routes[*found.value];
@@ -124,8 +136,12 @@ impl RouteTable {
         for part in &route.resource {
             match part {
                 Part::Literal(l) => resource.push_str(l),
-                Part::Path(name) => {
-                    let v = found.params.get(name.as_str()).ok_or(RouteMiss::NoRoute)?;
+                Part::Path(name, at) => {
+                    // By position, confirmed by name (by name alone when they disagree).
+                    let v = match found.params.iter().nth(*at) {
+                        Some((k, v)) if k == name.as_str() => v,
+                        _ => found.params.get(name.as_str()).ok_or(RouteMiss::NoRoute)?,
+                    };
                     push_value(&mut resource, name, v)?;
                 }
                 Part::Query(name) => {
@@ -146,6 +162,14 @@ impl RouteTable {
             resource,
         })
     }
+}
+
+/// The names of a `matchit` path template's parameters (`{name}`, `{*name}`), in order.
+fn param_names(path: &str) -> impl Iterator<Item = &str> {
+    path.split('{')
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}'))
+        .map(|(name, _)| name.trim_start_matches('*'))
 }
 
 fn push_value(out: &mut String, name: &str, v: &str) -> Result<(), RouteMiss> {

@@ -970,10 +970,13 @@ struct Original<'a> {
 /// agree (see the module's invariant). One pass over the request's headers (a proxy sends few).
 fn original<'a>(shared: &Shared, req: &'a Request<Incoming>) -> Result<Original<'a>, &'static str> {
     let (mut uri, mut method): (Option<&str>, Option<&str>) = (None, None);
+    // Names compared as text, length first: most of a request's headers are none of these.
+    let is = |names: &[HeaderName], name: &str| names.iter().any(|n| n.as_str() == name);
     for (name, value) in req.headers() {
-        let slot = if shared.opts.original_uri_headers.contains(name) {
+        let name = name.as_str();
+        let slot = if is(&shared.opts.original_uri_headers, name) {
             &mut uri
-        } else if shared.opts.original_method_headers.contains(name) {
+        } else if is(&shared.opts.original_method_headers, name) {
             &mut method
         } else {
             continue;
@@ -1088,7 +1091,7 @@ fn forward_auth(
     // Answer (after the log line: the time to decide is the decision's alone).
     match decision {
         HttpDecision::Allow(allow, target) => {
-            let mut h = HeaderMap::with_capacity(8);
+            let mut h = HeaderMap::with_capacity(if shared.opts.detail_headers { 8 } else { 4 });
             h.insert(X_KEYWARD_PRINCIPAL, HeaderValue::from(allow.principal));
             h.insert(X_KEYWARD_KEY, HeaderValue::from(allow.key));
             if let Some(role) = role_header(&allow.role) {
