@@ -1242,3 +1242,23 @@ fn admin_for(shared: &Shared, path: &str) -> Option<axum::Router> {
     }
     shared.admin.clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_headers_carry_each_value_under_its_name() {
+        for _ in 0..2 {
+            // The second round clones the template the first one left behind.
+            let h = identity_headers(17, 42, "member");
+            assert_eq!(h.len(), 3);
+            assert_eq!(h[X_KEYWARD_PRINCIPAL], "17");
+            assert_eq!(h[X_KEYWARD_KEY], "42");
+            assert_eq!(h[X_KEYWARD_ROLE], "member");
+        }
+        let h = identity_headers(1, 2, "bad\nrole");
+        assert_eq!((h.len(), h.get(X_KEYWARD_ROLE)), (2, None));
+        assert_eq!(identity_headers(3, 4, "owner")[X_KEYWARD_ROLE], "owner");
+    }
+}
