@@ -970,11 +970,24 @@ struct Original<'a> {
 /// agree (see the module's invariant). One pass over the request's headers (a proxy sends few).
 fn original<'a>(shared: &Shared, req: &'a Request<Incoming>) -> Result<Original<'a>, &'static str> {
     let (mut uri, mut method): (Option<&str>, Option<&str>) = (None, None);
-    // Names compared as text, length first: most of a request's headers are none of these.
+    let (uri_names, method_names) = (
+        &shared.opts.original_uri_headers,
+        &shared.opts.original_method_headers,
+    );
+    // Most of a request's headers are none of these: a mask of the names' lengths turns them
+    // away before any text is compared.
+    let bit = |len: usize| 1u64.checked_shl(len as u32).unwrap_or(0);
+    let lengths = uri_names
+        .iter()
+        .chain(method_names)
+        .fold(0, |m, n| m | bit(n.as_str().len()));
     let is = |names: &[HeaderName], name: &str| names.iter().any(|n| n.as_str() == name);
     for (name, value) in req.headers() {
         let name = name.as_str();
-        let slot = if is(&shared.opts.original_uri_headers, name) {
+        if lengths & bit(name.len()) == 0 && name.len() < 64 {
+            continue;
+        }
+        let slot = if is(uri_names, name) {
             &mut uri
         } else if is(&shared.opts.original_method_headers, name) {
             &mut method
