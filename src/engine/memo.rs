@@ -30,16 +30,15 @@
 //! decision write a lock word that the other cores' decisions write too, and two threads scaled
 //! 1.43× instead of 1.74×. A credential is read once per thread that sees it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::hash::Hasher;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 use siphasher::sip128::{Hasher128, SipHasher24};
 use subtle::ConstantTimeEq;
-
-use std::sync::Arc;
 
 use super::cache::CachedKey;
 use crate::credential::Style;
@@ -61,7 +60,14 @@ static NEXT_MEMO_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
     static MEMOS: RefCell<Vec<ThreadMemo>> = const { RefCell::new(Vec::new()) };
+    /// How many dropped memos this thread has pruned its tables for.
+    static PRUNED: Cell<u64> = const { Cell::new(0) };
 }
+
+/// Ids of memos whose engine was dropped, and their number: a thread drops its tables for them at
+/// its next insertion (their entries hold key entries: memory, not just slots).
+static DROPPED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+static DROPPED_COUNT: AtomicU64 = AtomicU64::new(0);
 
 struct ThreadMemo {
     memo: u64,
@@ -265,6 +271,12 @@ impl Memo {
             let Ok(mut memos) = memos.try_borrow_mut() else {
                 return;
             };
+            let dropped = DROPPED_COUNT.load(Ordering::Acquire);
+            if PRUNED.with(Cell::get) != dropped {
+                let dead = DROPPED.lock().unwrap_or_else(|e| e.into_inner());
+                memos.retain(|m| !dead.contains(&m.memo));
+                PRUNED.with(|p| p.set(dropped));
+            }
             let at = match memos.iter().position(|m| m.memo == self.id) {
                 Some(at) => at,
                 None => {
@@ -299,6 +311,12 @@ impl Memo {
         });
     }
 
+    /// Tables this thread keeps (for any engine).
+    #[cfg(test)]
+    fn tables() -> usize {
+        MEMOS.with(|m| m.borrow().len())
+    }
+
     /// Entries this thread holds for this memo.
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -310,6 +328,16 @@ impl Memo {
                     t.sets.iter().flat_map(|s| s.ways.iter().flatten()).count()
                 })
         })
+    }
+}
+
+impl Drop for Memo {
+    fn drop(&mut self) {
+        DROPPED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.id);
+        DROPPED_COUNT.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -413,6 +441,36 @@ mod tests {
         cache.insert_key(Arc::clone(&refused), || false);
         m.insert(&t, 1, &p, &refused);
         assert_eq!(m.with(&t, 1, |_, _| ()), None);
+    }
+
+    #[test]
+    fn a_dropped_engines_tables_go_at_the_next_insertion() {
+        let p = Presented {
+            style: Style::Bearer,
+            email: None,
+            key: crate::token::Secret::new("k"),
+            workspace: None,
+        };
+        let key = test_key(KeyHash([5; 32]));
+        let old = Memo::new();
+        let t = old
+            .tag(&styles(), &headers("Bearer old", None), None)
+            .expect("tag");
+        old.insert(&t, 1, &p, &key);
+        let before = Memo::tables();
+        assert_eq!(Arc::strong_count(&key), 2);
+        drop(old);
+        let new = Memo::new();
+        let t = new
+            .tag(&styles(), &headers("Bearer new", None), None)
+            .expect("tag");
+        new.insert(&t, 1, &p, &test_key(KeyHash([6; 32])));
+        assert_eq!(
+            Memo::tables(),
+            before,
+            "the old table went, the new one came"
+        );
+        assert_eq!(Arc::strong_count(&key), 1, "with the key entries it held");
     }
 
     #[test]
