@@ -463,34 +463,51 @@ impl Visit for Fields<'_> {
     }
 }
 
-/// A log writer for many threads that batches lines: a line is appended to a shared buffer under a
-/// mutex (no allocation, no channel, no system call) and a background thread writes the buffer out
-/// when it passes [`BATCH_BYTES`] or every [`BATCH_DELAY`], whichever comes first. Lines are never
-/// dropped: a writer that falls [`MAX_PENDING_BYTES`] behind makes the loggers wait. Dropping the
-/// [`LogWriterGuard`] writes what is pending and stops the thread.
+/// A log writer for many threads that batches lines: a line is appended to its thread's own buffer
+/// (no allocation, no channel, no system call, and no cache line another core writes) and a
+/// background thread writes every buffer out when one passes [`BATCH_BYTES`] or every
+/// [`BATCH_DELAY`], whichever comes first. Lines are never dropped: a thread whose buffer falls
+/// [`MAX_PENDING_BYTES`] behind waits. Dropping the [`LogWriterGuard`] writes what is pending and
+/// stops the thread. Each thread's lines come out in its order; lines of different threads are
+/// ordered by batch (each line carries its time).
 ///
 /// `tracing_appender`'s non-blocking writer sends every line through a channel as its own
 /// allocation and wakes its writer thread per line; under load that was most of a decision line's
-/// cost.
+/// cost. One buffer shared by all threads moved its lock and tail between the cores on nearly every
+/// line.
 #[derive(Clone, Debug)]
 pub struct LogWriter {
     shared: std::sync::Arc<Batch>,
 }
 
-/// Write out once this much is pending.
+/// Write out once a thread has this much pending.
 pub const BATCH_BYTES: usize = 128 * 1024;
 /// Write out at least this often when anything is pending.
 pub const BATCH_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
-/// Loggers wait while this much is pending.
+/// A thread waits while this much of its lines is pending.
 pub const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
 
-#[derive(Debug, Default)]
+/// One thread's pending lines.
+type Local = std::sync::Arc<parking_lot::Mutex<Vec<u8>>>;
+
+static NEXT_WRITER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's buffers, one per writer it has logged to (by the writer's id).
+    static LOCALS: RefCell<Vec<(u64, Local)>> = const { RefCell::new(Vec::new()) };
+}
+
+#[derive(Debug)]
 struct Batch {
+    id: u64,
+    /// Lines of threads that could not use a buffer of their own (while exiting), and the stop flag.
     pending: parking_lot::Mutex<Pending>,
-    /// Wakes the writer thread (enough pending, or stopping).
+    /// Wakes the writer thread (a buffer is full, or stopping).
     full: parking_lot::Condvar,
     /// Wakes loggers waiting for room.
     room: parking_lot::Condvar,
+    /// Every thread's buffer (a thread's entry goes once it has exited and its lines are out).
+    locals: parking_lot::Mutex<Vec<Local>>,
 }
 
 #[derive(Debug, Default)]
@@ -511,28 +528,47 @@ impl LogWriter {
     pub fn new<W: std::io::Write + Send + 'static>(
         mut out: W,
     ) -> std::io::Result<(LogWriter, LogWriterGuard)> {
-        let shared = std::sync::Arc::new(Batch::default());
+        let shared = std::sync::Arc::new(Batch {
+            id: NEXT_WRITER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            pending: parking_lot::Mutex::default(),
+            full: parking_lot::Condvar::new(),
+            room: parking_lot::Condvar::new(),
+            locals: parking_lot::Mutex::default(),
+        });
         let batch = std::sync::Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("keyward-log".into())
             .spawn(move || {
                 let mut spare = Vec::with_capacity(BATCH_BYTES * 2);
+                // A failing stderr must not stop the loggers: the line is lost, not them.
+                let mut write = |bytes: &mut Vec<u8>| {
+                    if !bytes.is_empty() {
+                        let _ = out.write_all(bytes).and_then(|()| out.flush());
+                        bytes.clear();
+                    }
+                };
                 loop {
                     let stopping = {
                         let mut p = batch.pending.lock();
-                        if p.bytes.len() < BATCH_BYTES && !p.stopping {
+                        if !p.stopping {
                             batch.full.wait_for(&mut p, BATCH_DELAY);
                         }
-                        std::mem::swap(&mut p.bytes, &mut spare);
                         p.stopping
                     };
-                    batch.room.notify_all();
-                    if !spare.is_empty() {
-                        // A failing stderr must not stop the loggers: the line is lost, not them.
-                        let _ = out.write_all(&spare).and_then(|()| out.flush());
-                        spare.clear();
+                    {
+                        let mut locals = batch.locals.lock();
+                        for local in locals.iter() {
+                            std::mem::swap(&mut *local.lock(), &mut spare);
+                            write(&mut spare);
+                        }
+                        // A thread that has exited holds no handle any more: once its lines are
+                        // out, its buffer goes.
+                        locals.retain(|l| std::sync::Arc::strong_count(l) > 1);
                     }
-                    if stopping && batch.pending.lock().bytes.is_empty() {
+                    std::mem::swap(&mut batch.pending.lock().bytes, &mut spare);
+                    write(&mut spare);
+                    batch.room.notify_all();
+                    if stopping {
                         break;
                     }
                 }
@@ -549,15 +585,49 @@ impl LogWriter {
     }
 
     pub(crate) fn append(&self, line: &[u8]) {
-        let mut p = self.shared.pending.lock();
-        while p.bytes.len() >= MAX_PENDING_BYTES && !p.stopping {
-            self.shared.full.notify_one();
-            self.shared.room.wait(&mut p);
-        }
-        let was = p.bytes.len();
-        p.bytes.extend_from_slice(line);
-        if was < BATCH_BYTES && p.bytes.len() >= BATCH_BYTES {
-            self.shared.full.notify_one();
+        let b = &self.shared;
+        let done = LOCALS.try_with(|cell| {
+            let Ok(mut mine) = cell.try_borrow_mut() else {
+                return false;
+            };
+            let at = match mine.iter().position(|(id, _)| *id == b.id) {
+                Some(at) => at,
+                None => {
+                    // Writers this thread logged to and that are gone: their entries go.
+                    mine.retain(|(_, l)| std::sync::Arc::strong_count(l) > 1);
+                    let local: Local = std::sync::Arc::default();
+                    b.locals.lock().push(std::sync::Arc::clone(&local));
+                    mine.push((b.id, local));
+                    mine.len() - 1
+                }
+            };
+            let mut buf = mine[at].1.lock();
+            while buf.len() >= MAX_PENDING_BYTES {
+                drop(buf);
+                let mut p = b.pending.lock();
+                if p.stopping {
+                    return true; // the writer is gone or going: nothing will make room
+                }
+                b.full.notify_one();
+                b.room.wait_for(&mut p, BATCH_DELAY);
+                drop(p);
+                buf = mine[at].1.lock();
+            }
+            let was = buf.len();
+            buf.extend_from_slice(line);
+            if was < BATCH_BYTES && buf.len() >= BATCH_BYTES {
+                b.full.notify_one();
+            }
+            true
+        });
+        if done != Ok(true) {
+            // No buffer of its own (the thread is exiting, or a writer re-entered): the shared one.
+            let mut p = b.pending.lock();
+            while p.bytes.len() >= MAX_PENDING_BYTES && !p.stopping {
+                b.full.notify_one();
+                b.room.wait(&mut p);
+            }
+            p.bytes.extend_from_slice(line);
         }
     }
 }
