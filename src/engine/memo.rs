@@ -377,6 +377,16 @@ mod tests {
         h
     }
 
+    /// A Bearer credential's reading.
+    fn bearer() -> Presented {
+        Presented {
+            style: Style::Bearer,
+            email: None,
+            key: crate::token::Secret::new("k"),
+            workspace: None,
+        }
+    }
+
     fn tag_of(m: &Memo, h: &HeaderMap, query: Option<&str>) -> Option<(u64, u64)> {
         m.tag(&styles(), h, query).map(|t| (t.lo, t.hi))
     }
@@ -416,12 +426,7 @@ mod tests {
     #[test]
     fn a_retired_key_entry_is_not_used_and_its_slot_is_freed() {
         let m = Memo::new();
-        let p = Presented {
-            style: Style::Bearer,
-            email: None,
-            key: crate::token::Secret::new("k"),
-            workspace: None,
-        };
+        let p = bearer();
         let t = m
             .tag(&styles(), &headers("Bearer r", None), None)
             .expect("tag");
@@ -445,12 +450,7 @@ mod tests {
 
     #[test]
     fn a_dropped_engines_tables_go_at_the_next_insertion() {
-        let p = Presented {
-            style: Style::Bearer,
-            email: None,
-            key: crate::token::Secret::new("k"),
-            workspace: None,
-        };
+        let p = bearer();
         let key = test_key(KeyHash([5; 32]));
         let old = Memo::new();
         let t = old
@@ -517,12 +517,7 @@ mod tests {
     #[test]
     fn the_memo_stays_within_its_capacity() {
         let m = Memo::new();
-        let p = Presented {
-            style: Style::Bearer,
-            email: None,
-            key: crate::token::Secret::new("k"),
-            workspace: None,
-        };
+        let p = bearer();
         let hash = KeyHash([7; 32]);
         let key = test_key(hash);
         for i in 0..(THREAD_SLOTS * 2) {
