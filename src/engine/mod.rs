@@ -393,10 +393,11 @@ impl Engine {
 
     /// Authenticates and authorizes one request.
     ///
-    /// On a warm cache the decision is made while the key's cache shard is read-locked, on the
-    /// entries themselves: no reference count is taken, so threads deciding for the same keys do not
-    /// pass those entries' cache lines back and forth. Anything else (a miss, a stale owner, an
-    /// entry of an older policy) takes the owning path below.
+    /// On a warm cache the decision is made on the entries themselves — the key entry the memo
+    /// holds (once it is seen not retired: a revocation that returned before is seen), or the
+    /// cache's while its shard is read-locked: no reference count is taken, so threads deciding for
+    /// the same keys do not pass those entries' cache lines back and forth. Anything else (a miss, a
+    /// stale owner, an entry of an older policy) takes the owning path below.
     ///
     /// A credential this thread has read before under this policy skips decoding, hashing and the
     /// key cache's lookup (the memo: a keyed tag of its headers → its key entry, no secret; about
