@@ -1263,7 +1263,7 @@ mod tests {
     #[test]
     fn identity_headers_carry_each_value_under_its_name() {
         for _ in 0..2 {
-            // The second round clones the template the first one left behind.
+            // Twice: each call clones the template, which the first call must not have changed.
             let h = identity_headers(17, 42, "member");
             assert_eq!(h.len(), 3);
             assert_eq!(h[X_KEYWARD_PRINCIPAL], "17");
