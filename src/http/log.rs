@@ -561,9 +561,12 @@ impl LogWriter {
                             std::mem::swap(&mut *local.lock(), &mut spare);
                             write(&mut spare);
                         }
-                        // A thread that has exited holds no handle any more: once its lines are
-                        // out, its buffer goes.
-                        locals.retain(|l| std::sync::Arc::strong_count(l) > 1);
+                        // A thread that has exited holds no handle any more: its buffer goes once
+                        // it is empty (it may have appended after the drain above, before exiting;
+                        // after exiting it appends nothing, so an empty buffer stays empty).
+                        locals.retain(|l| {
+                            std::sync::Arc::strong_count(l) > 1 || !l.lock().is_empty()
+                        });
                     }
                     std::mem::swap(&mut batch.pending.lock().bytes, &mut spare);
                     write(&mut spare);
