@@ -1,5 +1,48 @@
-//! Small text helpers shared by the engine's cache and the HTTP front: decimal digits without
-//! `core::fmt`, and the civil date of a unix time.
+//! Small text helpers shared by the engine's cache, the decision tables and the HTTP front: text
+//! kept inline when short, decimal digits without `core::fmt`, and the civil date of a unix time.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Text inline up to `N` bytes, shared beyond: reading a short one (a binding's scope, a login)
+/// touches its owner's own cache lines instead of another allocation, and `as_str` re-checks no
+/// UTF-8 (`arrayvec`'s string).
+#[derive(Clone)]
+pub(crate) enum InlineStr<const N: usize> {
+    Inline(arrayvec::ArrayString<N>),
+    Shared(Arc<str>),
+}
+
+impl<const N: usize> InlineStr<N> {
+    pub(crate) fn new(s: &str) -> Self {
+        match arrayvec::ArrayString::from(s) {
+            Ok(inline) => InlineStr::Inline(inline),
+            Err(_) => InlineStr::Shared(Arc::from(s)),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            InlineStr::Inline(s) => s,
+            InlineStr::Shared(s) => s,
+        }
+    }
+}
+
+impl<const N: usize> PartialEq for InlineStr<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl<const N: usize> Eq for InlineStr<N> {}
+
+impl<const N: usize> fmt::Debug for InlineStr<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
 
 /// Writes the decimal digits of `v` at the end of `buf`; returns them.
 pub(crate) fn decimal(v: u64, buf: &mut [u8; 20]) -> &str {

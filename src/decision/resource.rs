@@ -1,10 +1,10 @@
 //! Resource paths (`organization:6/project:3`), parsed without allocation against a compiled policy.
 
 use std::fmt;
-use std::sync::Arc;
 
 use super::CompiledPolicy;
 use crate::policy::model::KindId;
+use crate::text::InlineStr;
 
 /// Deepest resource path accepted.
 pub const MAX_RESOURCE_DEPTH: usize = 16;
@@ -88,7 +88,7 @@ impl<'a> Resource<'a> {
     /// comparison, on the prefix's own bytes (inline in a binding, nearly always).
     #[inline]
     pub fn starts_with(&self, prefix: &OwnedPath) -> bool {
-        let (t, p) = (self.text.as_bytes(), prefix.text.as_bytes());
+        let (t, p) = (self.text.as_bytes(), prefix.as_str().as_bytes());
         t.len() >= p.len()
             && (t.len() == p.len() || t[p.len()] == b'/')
             && bytes_eq(&t[..p.len()], p)
@@ -97,73 +97,24 @@ impl<'a> Resource<'a> {
     /// An owned copy.
     pub fn to_owned_path(&self) -> OwnedPath {
         OwnedPath {
-            text: PathText::new(self.text),
+            text: InlineStr::new(self.text),
             depth: self.len as u8,
             leaf: self.leaf_kind(),
         }
     }
 }
 
-/// Bytes of path text an [`OwnedPath`] holds inline.
+/// Bytes of path text an [`OwnedPath`] holds inline: a binding's scope nearly always, so a decision
+/// compares it on its principal's own cache lines (one cache miss fewer per decision on a large
+/// key table).
 const PATH_INLINE: usize = 30;
 
-/// An owned path's text: inline when short (a binding's scope nearly always), so a decision compares
-/// it on its principal's own cache lines instead of reading another allocation (one cache miss per
-/// decision on a large key table); shared beyond.
-#[derive(Clone)]
-enum PathText {
-    Inline(arrayvec::ArrayString<PATH_INLINE>),
-    Shared(Arc<str>),
-}
-
-impl PathText {
-    fn new(s: &str) -> PathText {
-        match arrayvec::ArrayString::from(s) {
-            Ok(inline) => PathText::Inline(inline),
-            Err(_) => PathText::Shared(Arc::from(s)),
-        }
-    }
-
-    #[inline]
-    fn as_bytes(&self) -> &[u8] {
-        self.as_str().as_bytes()
-    }
-
-    #[inline]
-    fn as_str(&self) -> &str {
-        match self {
-            PathText::Inline(s) => s,
-            PathText::Shared(s) => s,
-        }
-    }
-}
-
 /// An owned resource path (a binding's scope, a key's scope) in canonical text.
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnedPath {
-    text: PathText,
+    text: InlineStr<PATH_INLINE>,
     depth: u8,
     leaf: KindId,
-}
-
-impl PartialEq for OwnedPath {
-    fn eq(&self, other: &Self) -> bool {
-        self.text.as_bytes() == other.text.as_bytes()
-            && self.depth == other.depth
-            && self.leaf == other.leaf
-    }
-}
-
-impl Eq for OwnedPath {}
-
-impl fmt::Debug for OwnedPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedPath")
-            .field("text", &self.as_str())
-            .field("depth", &self.depth)
-            .field("leaf", &self.leaf)
-            .finish()
-    }
 }
 
 impl OwnedPath {

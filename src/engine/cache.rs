@@ -195,30 +195,8 @@ impl IdText {
     }
 }
 
-/// Text kept inline when short (an email login, almost always), so reading it touches the cache
-/// entry's own lines instead of another allocation.
-#[derive(Debug)]
-pub(crate) enum SmallText {
-    Inline(arrayvec::ArrayString<44>),
-    Heap(Box<str>),
-}
-
-impl SmallText {
-    pub fn new(s: &str) -> Self {
-        match arrayvec::ArrayString::from(s) {
-            Ok(inline) => SmallText::Inline(inline),
-            Err(_) => SmallText::Heap(s.into()),
-        }
-    }
-
-    #[inline]
-    pub fn as_str(&self) -> &str {
-        match self {
-            SmallText::Inline(s) => s,
-            SmallText::Heap(s) => s,
-        }
-    }
-}
+/// A login kept inline when short (an email, almost always).
+pub(crate) type SmallText = crate::text::InlineStr<44>;
 
 /// A principal's resolved bindings: inline up to two (nearly every principal), so a decision reads
 /// them from the cache entry itself.

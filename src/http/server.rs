@@ -1195,22 +1195,23 @@ const ROLE_HEADERS_KEPT: usize = 64;
 
 /// `role` as a header value (`None` if it cannot be one).
 fn role_header(role: &str) -> Option<HeaderValue> {
+    let build = || HeaderValue::from_bytes(role.as_bytes()).ok();
     ROLE_HEADERS
         .try_with(|cell| {
-            let mut kept = cell.try_borrow_mut().ok()?;
+            let Ok(mut kept) = cell.try_borrow_mut() else {
+                return build();
+            };
             if let Some((_, v)) = kept.iter().find(|(r, _)| **r == *role) {
                 return Some(v.clone());
             }
-            let v = HeaderValue::from_bytes(role.as_bytes()).ok()?;
+            let v = build()?;
             if kept.len() >= ROLE_HEADERS_KEPT {
                 kept.clear();
             }
             kept.push((role.into(), v.clone()));
             Some(v)
         })
-        .ok()
-        .flatten()
-        .or_else(|| HeaderValue::from_bytes(role.as_bytes()).ok())
+        .unwrap_or_else(|_| build())
 }
 
 /// Adds a header from text the policy or the request supplied; bytes that cannot be in a header are
