@@ -79,6 +79,15 @@ pub struct KeyLimits {
     pub scope: KeyScope,
 }
 
+impl KeyLimits {
+    /// No limit beyond the owner's roles (the default).
+    pub const NONE: KeyLimits = KeyLimits {
+        read_only: false,
+        permissions: None,
+        scope: KeyScope::Any,
+    };
+}
+
 /// Why the compiled evaluator allowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Via {

@@ -89,7 +89,7 @@ impl Engine {
                             match compiled.decide(
                                 p.id_text.as_str(),
                                 std::slice::from_ref(&resolved),
-                                &ident.key.limits,
+                                ident.key.limits(),
                                 action,
                                 &resource,
                             ) {

@@ -412,7 +412,8 @@ impl Engine {
         let tag = self.memo.tag(&state.styles, req.headers, req.query);
         if let Some(tag) = &tag {
             let hit = self.memo.with(tag, state.generation, |key, claim| {
-                self.decide_warm(state, claim, &key.hash, key, req)
+                // The tag matched the credential this entry was found for: no hash to compare.
+                self.decide_warm(state, claim, None, key, req)
             });
             if let Some(Some(decision)) = hit {
                 return decision;
@@ -432,7 +433,7 @@ impl Engine {
             }
         };
         let warm = self.cache.with_key(&hash, |key| {
-            let decision = self.decide_warm(state, presented.claim(), &hash, key, req)?;
+            let decision = self.decide_warm(state, presented.claim(), Some(&hash), key, req)?;
             if authenticated(&decision) {
                 remember(key);
             }
@@ -451,12 +452,14 @@ impl Engine {
     }
 
     /// The decision on a cached key entry (borrowed under its shard's lock), or `None` when the
-    /// entry was resolved under another policy and must be read again.
+    /// entry was resolved under another policy and must be read again. `hash` is the presented
+    /// key's, compared with the entry's; `None` when the memo found the entry by this very
+    /// credential (it was compared when the memo learnt it).
     fn decide_warm(
         &self,
         state: &PolicyState,
         claim: memo::Claim<'_>,
-        hash: &token::KeyHash,
+        hash: Option<&token::KeyHash>,
         key: &CachedKey,
         req: &Request<'_>,
     ) -> Option<Decision> {
@@ -550,7 +553,7 @@ impl Engine {
                 }
             }
         };
-        let workspace = self.check(p.claim(), &hash, &key, &principal)?;
+        let workspace = self.check(p.claim(), Some(&hash), &key, &principal)?;
         Ok(Identity {
             key,
             principal,
@@ -560,17 +563,17 @@ impl Engine {
     }
 
     /// What every decision checks about the key and its owner, on borrowed entries: the hash again
-    /// in constant time, active, unexpired, the email of a Basic `email:key`, the workspace header
+    /// in constant time (when one was presented; see `decide_warm`), active, unexpired, the email of a Basic `email:key`, the workspace header
     /// (admin keys only). Returns the workspace the request acts on; records the use.
     fn check(
         &self,
         p: memo::Claim<'_>,
-        hash: &token::KeyHash,
+        hash: Option<&token::KeyHash>,
         key: &CachedKey,
         principal: &CachedPrincipal,
     ) -> Result<Option<SelectedWorkspace>, Deny> {
         // The map lookup matched on the hash; compare it again in constant time.
-        if key.hash != *hash {
+        if hash.is_some_and(|h| key.hash != *h) {
             return Err(Deny::unauthenticated(Reason::UnknownKey));
         }
         let deny = |reason| Deny {
@@ -608,7 +611,7 @@ impl Engine {
                     None => return Err(deny(Reason::UnknownWorkspace)),
                 }
             }
-            None => principal.default_workspace.clone(),
+            None => principal.default_workspace.as_deref().cloned(),
         };
         // Written at most once per granularity: otherwise only read, like the rest of the entry.
         if key.last_used.load(Ordering::Relaxed) + LAST_USED_GRANULARITY <= now {
@@ -688,7 +691,7 @@ impl Engine {
         };
         let (limits_owned, bindings_owned);
         let limits: &KeyLimits = if ident.key.generation == state.generation {
-            &ident.key.limits
+            ident.key.limits()
         } else {
             limits_owned = resolve_limits(compiled, &ident.key.record);
             &limits_owned
@@ -874,10 +877,10 @@ impl Engine {
         let bindings = resolve_bindings(&state.compiled, &stored);
         let default_workspace = match &principal.default_workspace {
             Some(pk) => self.table.workspace(pk)?.map(|ws| {
-                (
+                Arc::new((
                     Arc::from(ws.public_key.as_str()),
                     Arc::from(ws.scope.as_str()),
-                )
+                ))
             }),
             None => None,
         };
