@@ -539,7 +539,11 @@ impl LogWriter {
         let thread = std::thread::Builder::new()
             .name("keyward-log".into())
             .spawn(move || {
+                // Buffers change places with the threads' and keep their capacity; the shared
+                // buffer has a spare of its own (swapping it with the threads' spare handed a
+                // thread an empty vector each round, which it grew again from nothing).
                 let mut spare = Vec::with_capacity(BATCH_BYTES * 2);
+                let mut spare_shared = Vec::new();
                 // A failing stderr must not stop the loggers: the line is lost, not them.
                 let mut write = |bytes: &mut Vec<u8>| {
                     if !bytes.is_empty() {
@@ -568,8 +572,8 @@ impl LogWriter {
                             std::sync::Arc::strong_count(l) > 1 || !l.lock().is_empty()
                         });
                     }
-                    std::mem::swap(&mut batch.pending.lock().bytes, &mut spare);
-                    write(&mut spare);
+                    std::mem::swap(&mut batch.pending.lock().bytes, &mut spare_shared);
+                    write(&mut spare_shared);
                     batch.room.notify_all();
                     if stopping {
                         break;
