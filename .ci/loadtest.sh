@@ -53,21 +53,26 @@ end
 PY
 # Warm the key cache (every sampled key once), then measure the endpoints in alternating runs.
 KW_PATH=/auth wrk -t1 -c4 -d2s -s "$WORK/requests.lua" "http://127.0.0.1:$PORT" >/dev/null
-measure() { # PATH -> "req/s p99" (p99 in ms)
-    local out
+# Server CPU (user + system, in clock ticks) so far, from /proc.
+ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+measure() { # PATH -> "req/s p99 cpu" (p99 in ms; cpu: the server's CPU time per request, in µs)
+    local out t0 t1
+    t0=$(ticks)
     out=$(KW_PATH=$1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/requests.lua" "http://127.0.0.1:$PORT")
+    t1=$(ticks)
     if echo "$out" | grep -q "Non-2xx"; then echo "$1: non-2xx answers" >&2; echo "$out" >&2; exit 1; fi
-    echo "$out" | awk '/Requests\/sec/ {rps=$2} $1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else {sub(/s$/,"",v); v*=1000}; p99=v} END {print rps, p99}'
+    echo "$out" | awk -v cpu=$(( (t1 - t0) * TICK_US )) '/requests in/ {n=$1} /Requests\/sec/ {rps=$2} $1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else {sub(/s$/,"",v); v*=1000}; p99=v} END {print rps, p99, cpu / n}'
 }
-echo "round  /healthz req/s  p99 ms     /auth req/s  p99 ms   ratio (to the mean of the /healthz runs around it)"
-read -r h hp <<<"$(measure /healthz)"
+echo "round  /healthz req/s  p99 ms  cpu µs     /auth req/s  p99 ms  cpu µs   ratio (to the mean of the /healthz runs around it)"
+read -r h hp hc <<<"$(measure /healthz)"
 for round in $(seq "$ROUNDS"); do
-    read -r a ap <<<"$(measure /auth)"
-    read -r h2 hp2 <<<"$(measure /healthz)"
-    echo "$round $h $hp $a $ap $h2" >>"$WORK/rounds"
-    awk -v r="$round" -v h="$h" -v hp="$hp" -v a="$a" -v ap="$ap" -v h2="$h2" \
-        'BEGIN {printf "%5d %15.0f %7.2f %15.0f %7.2f %7.3f\n", r, h, hp, a, ap, 2 * a / (h + h2)}'
-    h=$h2; hp=$hp2
+    read -r a ap ac <<<"$(measure /auth)"
+    read -r h2 hp2 hc2 <<<"$(measure /healthz)"
+    echo "$round $h $hp $a $ap $h2 $hc $ac $hc2" >>"$WORK/rounds"
+    awk -v r="$round" -v h="$h" -v hp="$hp" -v hc="$hc" -v a="$a" -v ap="$ap" -v ac="$ac" -v h2="$h2" \
+        'BEGIN {printf "%5d %15.0f %7.2f %7.1f %15.0f %7.2f %7.1f %7.3f\n", r, h, hp, hc, a, ap, ac, 2 * a / (h + h2)}'
+    h=$h2; hp=$hp2; hc=$hc2
 done
 python3 - "$WORK/rounds" <<'PY'
 import statistics, sys
@@ -79,5 +84,11 @@ ratio = statistics.median(ratios)
 print(f"median  /healthz {med(0):.0f} req/s p99 {med(1):.2f} ms   /auth {med(2):.0f} req/s "
       f"p99 {med(3):.2f} ms   ratio {ratio:.3f} ({(1 - ratio) * 100:.1f}% below /healthz; "
       f"quartiles {q[0]:.3f}-{q[2]:.3f})")
+# The server's CPU time per request: what each endpoint costs the server, whatever the machine's
+# speed did to throughput (each /auth run against the mean of the /healthz runs around it).
+extra = sorted(r[6] - (r[5] + r[7]) / 2 for r in rows)
+print(f"server CPU per request (user + system): /healthz {med(5):.1f} µs, /auth {med(6):.1f} µs; "
+      f"/auth costs {statistics.median(extra):.1f} µs more (median; quartiles "
+      f"{statistics.quantiles(extra, n=4)[0]:.1f}-{statistics.quantiles(extra, n=4)[2]:.1f})")
 PY
 curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^keyward_decisions_total\{outcome="allow"|_count ' || true
