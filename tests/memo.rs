@@ -59,6 +59,15 @@ fn a_remembered_credential_sees_every_change_at_once() {
         "deny email_mismatch"
     );
     assert_eq!(thrice(&e, &email, "view", "org:1"), "allow admin@org:1");
+    // The email is compared with the owner's login when the credential is first read (ignoring
+    // case): the remembered comparison must agree with a fresh one, either way, interleaved.
+    let upper = basic("ALICE@Example.com", good.expose());
+    let near = basic("alice@example.co", good.expose());
+    for _ in 0..2 {
+        assert_eq!(thrice(&e, &upper, "view", "org:1"), "allow admin@org:1");
+        assert_eq!(thrice(&e, &near, "view", "org:1"), "deny email_mismatch");
+        assert_eq!(thrice(&e, &other_email, "view", "org:1"), "deny email_mismatch");
+    }
 
     // Role changes.
     t.unbind(Actor::Cli, alice.id, "admin", "org:1")
@@ -157,4 +166,22 @@ fn the_workspace_header_is_part_of_what_is_remembered() {
         thrice(&e, &with("ws-1"), "view", "."),
         "deny unknown_workspace"
     );
+}
+
+#[test]
+fn a_remembered_email_is_refused_once_its_principal_is_gone() {
+    let policy = Policy::parse("memo.policy", POLICY).expect("policy");
+    let e = Engine::temporary(policy, EngineOptions::default()).expect("engine");
+    let alice = user(&e, "alice@example.com");
+    bind(&e, &alice, "admin", "org:1");
+    let (_, good) = key(&e, &alice);
+    let email = basic("alice@example.com", good.expose());
+    assert_eq!(thrice(&e, &email, "view", "org:1"), "allow admin@org:1");
+    e.table()
+        .remove_principal(Actor::Cli, alice.id)
+        .expect("remove");
+    // A new principal with the same login owns no key: the old one's credential is refused.
+    let again = user(&e, "alice@example.com");
+    bind(&e, &again, "admin", "org:1");
+    assert_eq!(thrice(&e, &email, "view", "org:1"), "deny unknown_key");
 }

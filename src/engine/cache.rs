@@ -225,7 +225,8 @@ pub(crate) type Bindings = smallvec::SmallVec<[Binding; 2]>;
 /// A principal as the hot path needs it.
 ///
 /// **Layout:** as for [`CachedKey`], what every decision reads comes first, from a cache line's
-/// start: the header fields, the login (read for `email:key` credentials), then the bindings.
+/// start: the header fields, then the bindings (the first ends in the second line), then the login
+/// (compared when an `email:key` credential is first read, not on each decision).
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub(crate) struct CachedPrincipal {
@@ -240,9 +241,10 @@ pub(crate) struct CachedPrincipal {
     pub id_text: IdText,
     /// The principal's default workspace (its public key and scope), if any.
     pub default_workspace: Option<Arc<(Arc<str>, Arc<str>)>>,
-    pub login_lower: SmallText,
     /// Bindings that resolve under the current policy (their scope texts name them in decisions).
     pub bindings: Bindings,
+    /// Read when a Basic `email:key` is first seen (the memo remembers the comparison).
+    pub login_lower: SmallText,
     pub principal: Principal,
     /// All stored bindings, including those the policy cannot use (for `explain`).
     pub stored_bindings: Vec<crate::store::Binding>,
@@ -487,10 +489,15 @@ mod layout {
             principal_hot.iter().all(|end| *end <= 64),
             "{principal_hot:?}"
         );
-        // The login and a first binding follow within the next two lines.
-        assert!(
-            offset_of!(CachedPrincipal, bindings) + 8 + size_of::<crate::decision::Binding>()
-                <= 192
+        // The bindings' length and a first binding follow within the next line.
+        let key = test_key(KeyHash([1; 32]));
+        let p = &*key.principal;
+        let at = |x: *const u8| x as usize - (p as *const CachedPrincipal as usize);
+        let first = at(p.bindings.as_ptr().cast()) + size_of::<crate::decision::Binding>();
+        let (start, end) = (
+            offset_of!(CachedPrincipal, bindings),
+            offset_of!(CachedPrincipal, bindings) + size_of::<Bindings>(),
         );
+        assert!(first <= 128 && start < 64, "{start}..{end}: first ends at {first}");
     }
 }

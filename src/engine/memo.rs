@@ -3,7 +3,8 @@
 //! A credential sent again skips base64 decoding, parsing, the key's checksum and BLAKE3 — about
 //! 4,000 of the 5,600 instructions of a warm `authorize` — and the key cache's lock and map lookup
 //! (three cache misses on a large table), and goes straight to the checks, which run on every
-//! decision as before.
+//! decision as before, but one: the email of a Basic `email:key` is compared with the key's owner
+//! when the entry is made, since neither can change while the entry is used (see `Entry::email`).
 //!
 //! What it holds is no secret: a tag that only this process can compute (its SipHash key is drawn
 //! from the OS at start-up and never leaves memory) and the key's cache entry, which holds its hash.
@@ -171,6 +172,13 @@ struct Entry {
     /// cache's entry for the key), which spares a decision the cache's lock and map lookup.
     key: Arc<CachedKey>,
     style: Style,
+    /// The email of a Basic `email:key` that does not name the key's owner (so every decision
+    /// refuses it again; the engine enters only credentials that authenticated, so this is a
+    /// safeguard); `None` when there was none or it matched. The comparison's result is
+    /// fixed for the entry's life: the key entry's owner entry never changes (a changed principal
+    /// makes the engine replace, and so retire, its keys' entries) and holds the login it was built
+    /// with. A decision then reads neither the email nor the login (two cache misses of the ~7 a
+    /// remembered credential's decision had over 10,000 keys).
     email: Option<Box<str>>,
     workspace: Option<Box<str>>,
 }
@@ -307,7 +315,13 @@ impl Memo {
                 generation,
                 key: Arc::clone(key),
                 style: p.style,
-                email: p.email.as_deref().map(Box::from),
+                // Compared with the owner's login once, here: both are fixed for the entry's life
+                // (see `Entry::email`). Only an email that does not match is kept, to be refused.
+                email: p
+                    .email
+                    .as_deref()
+                    .filter(|e| !super::email_matches(e, &key.principal))
+                    .map(Box::from),
                 workspace: p.workspace.as_deref().map(Box::from),
             };
             mine.put(tag.lo, Some(found.unwrap_or(tag.hi as usize % WAYS)), entry);
@@ -479,9 +493,18 @@ mod tests {
     #[test]
     fn doubling_the_table_keeps_every_entry() {
         let m = Memo::new();
-        let p = Presented {
+        // Even entries name the key's owner (`a@example.com`, in another case): that email is
+        // checked once and not kept; odd ones name someone else: kept, for the check to refuse.
+        let email = |i: usize| {
+            if i % 2 == 0 {
+                "A@Example.COM".to_string()
+            } else {
+                format!("b{i}@example.com")
+            }
+        };
+        let presented = |i: usize| Presented {
             style: Style::Bearer,
-            email: Some("a@example.com".into()),
+            email: Some(email(i)),
             key: crate::token::Secret::new("k"),
             workspace: None,
         };
@@ -492,7 +515,7 @@ mod tests {
             })
             .collect();
         for (i, t) in tags.iter().enumerate() {
-            m.insert(t, 1, &p, &test_key(KeyHash([(i % 251) as u8; 32])));
+            m.insert(t, 1, &presented(i), &test_key(KeyHash([(i % 251) as u8; 32])));
         }
         // Below the full size nothing is replaced: every entry is still there, with its own data.
         // (500 tags fill five slots of one set of the full table about once in a thousand keys.)
@@ -510,7 +533,7 @@ mod tests {
             let got = m.with(t, 1, |k, c| (k.hash.0[0], c.email.map(str::to_owned)));
             assert_eq!(
                 got,
-                Some(((i % 251) as u8, Some("a@example.com".into()))),
+                Some(((i % 251) as u8, (i % 2 == 1).then(|| email(i)))),
                 "{i}"
             );
         }

@@ -287,6 +287,15 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// True if the email of a Basic `email:key` names `principal` (its login, ignoring case).
+pub(crate) fn email_matches(email: &str, principal: &CachedPrincipal) -> bool {
+    if email.is_ascii() {
+        email.eq_ignore_ascii_case(principal.login_lower.as_str())
+    } else {
+        email.to_lowercase() == principal.login_lower.as_str()
+    }
+}
+
 /// How often (seconds) a key's in-memory last-used time is refreshed.
 const LAST_USED_GRANULARITY: u64 = 60;
 
@@ -588,15 +597,8 @@ impl Engine {
         if key.expires_at.is_some_and(|t| t <= now) {
             return Err(deny(Reason::ExpiredKey));
         }
-        if let Some(email) = p.email {
-            let matches = if email.is_ascii() {
-                email.eq_ignore_ascii_case(principal.login_lower.as_str())
-            } else {
-                email.to_lowercase() == principal.login_lower.as_str()
-            };
-            if !matches {
-                return Err(deny(Reason::EmailMismatch));
-            }
+        if p.email.is_some_and(|email| !email_matches(email, principal)) {
+            return Err(deny(Reason::EmailMismatch));
         }
         let workspace = match p.workspace {
             Some(public_key) => {
