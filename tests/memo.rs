@@ -185,3 +185,45 @@ fn a_remembered_email_is_refused_once_its_principal_is_gone() {
     bind(&e, &again, "admin", "org:1");
     assert_eq!(thrice(&e, &email, "view", "org:1"), "deny unknown_key");
 }
+
+/// A principal's bindings are kept inline up to two and on the heap beyond: every count from none
+/// to four, growing and shrinking, decides as its bindings say (remembered credential or not).
+#[test]
+fn every_number_of_bindings_decides_the_same() {
+    let policy = Policy::parse("memo.policy", POLICY).expect("policy");
+    let e = Engine::temporary(policy, EngineOptions::default()).expect("engine");
+    let alice = user(&e, "alice@example.com");
+    let (_, good) = key(&e, &alice);
+    let bearer = authorization(&format!("Bearer {}", good.expose()));
+    let expect = |bound: &[(&str, &str)]| {
+        for org in 1..=5 {
+            let scope = format!("org:{org}");
+            let role = bound.iter().find(|(_, s)| *s == scope).map(|(r, _)| *r);
+            let want = |action: &str| match role {
+                Some("admin") => format!("allow admin@{scope}"),
+                Some(_) if action == "view" => format!("allow reader@{scope}"),
+                _ => "deny no_role".to_string(),
+            };
+            for action in ["view", "edit"] {
+                assert_eq!(thrice(&e, &bearer, action, &scope), want(action), "{bound:?}");
+            }
+        }
+    };
+    let all = [
+        ("admin", "org:1"),
+        ("reader", "org:2"),
+        ("admin", "org:3"),
+        ("reader", "org:4"),
+    ];
+    expect(&[]);
+    for n in 1..=all.len() {
+        bind(&e, &alice, all[n - 1].0, all[n - 1].1);
+        expect(&all[..n]);
+    }
+    for n in (0..all.len()).rev() {
+        e.table()
+            .unbind(Actor::Cli, alice.id, all[n].0, all[n].1)
+            .expect("unbind");
+        expect(&all[..n]);
+    }
+}

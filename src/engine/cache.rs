@@ -171,7 +171,7 @@ pub(crate) fn test_key(hash: KeyHash) -> Arc<CachedKey> {
         generation: 1,
         id: 1,
         id_text: IdText::new(1),
-        bindings: Bindings::new(),
+        bindings: Bindings::default(),
         login_lower: SmallText::new("a@example.com"),
         default_workspace: None,
         principal,
@@ -218,9 +218,49 @@ impl IdText {
 /// A login kept inline when short (an email, almost always).
 pub(crate) type SmallText = crate::text::InlineStr<44>;
 
-/// A principal's resolved bindings: inline up to two (nearly every principal), so a decision reads
-/// them from the cache entry itself.
-pub(crate) type Bindings = smallvec::SmallVec<[Binding; 2]>;
+/// A principal's resolved bindings: up to two inline (nearly every principal), so a decision reads
+/// them from the cache entry itself; more than two all go to the heap.
+///
+/// **Layout:** the number of inline bindings comes first, then the bindings (`ArrayVec` is
+/// `repr(C)`, length first), so at the principal entry's offset 56 a decision reads the count in
+/// the entry's first line and a first binding in its second. `smallvec` put its length after both
+/// items, a third line: one more cache miss per decision over a large key table.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub(crate) struct Bindings {
+    inline: arrayvec::ArrayVec<Binding, 2>,
+    /// Every binding, when there are more than fit inline (then `inline` is empty).
+    spilled: Vec<Binding>,
+}
+
+impl std::ops::Deref for Bindings {
+    type Target = [Binding];
+
+    fn deref(&self) -> &[Binding] {
+        if self.inline.is_empty() {
+            &self.spilled
+        } else {
+            &self.inline
+        }
+    }
+}
+
+impl FromIterator<Binding> for Bindings {
+    fn from_iter<I: IntoIterator<Item = Binding>>(iter: I) -> Self {
+        let all: Vec<Binding> = iter.into_iter().collect();
+        if all.len() <= 2 {
+            Bindings {
+                inline: all.into_iter().collect(),
+                spilled: Vec::new(),
+            }
+        } else {
+            Bindings {
+                inline: arrayvec::ArrayVec::new(),
+                spilled: all,
+            }
+        }
+    }
+}
 
 /// A principal as the hot path needs it.
 ///
@@ -489,15 +529,15 @@ mod layout {
             principal_hot.iter().all(|end| *end <= 64),
             "{principal_hot:?}"
         );
-        // The bindings' length and a first binding follow within the next line.
+        // The bindings' count in the first line, a first binding within the second.
         let key = test_key(KeyHash([1; 32]));
         let p = &*key.principal;
         let at = |x: *const u8| x as usize - (p as *const CachedPrincipal as usize);
-        let first = at(p.bindings.as_ptr().cast()) + size_of::<crate::decision::Binding>();
-        let (start, end) = (
-            offset_of!(CachedPrincipal, bindings),
-            offset_of!(CachedPrincipal, bindings) + size_of::<Bindings>(),
+        let count = offset_of!(CachedPrincipal, bindings) + offset_of!(Bindings, inline);
+        let first = at(p.bindings.inline.as_ptr().cast()) + size_of::<crate::decision::Binding>();
+        assert!(
+            count + 4 <= 64 && first <= 128,
+            "count at {count}, first binding ends at {first}"
         );
-        assert!(first <= 128 && start < 64, "{start}..{end}: first ends at {first}");
     }
 }
