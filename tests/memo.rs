@@ -66,7 +66,10 @@ fn a_remembered_credential_sees_every_change_at_once() {
     for _ in 0..2 {
         assert_eq!(thrice(&e, &upper, "view", "org:1"), "allow admin@org:1");
         assert_eq!(thrice(&e, &near, "view", "org:1"), "deny email_mismatch");
-        assert_eq!(thrice(&e, &other_email, "view", "org:1"), "deny email_mismatch");
+        assert_eq!(
+            thrice(&e, &other_email, "view", "org:1"),
+            "deny email_mismatch"
+        );
     }
 
     // Role changes.
@@ -205,7 +208,11 @@ fn every_number_of_bindings_decides_the_same() {
                 _ => "deny no_role".to_string(),
             };
             for action in ["view", "edit"] {
-                assert_eq!(thrice(&e, &bearer, action, &scope), want(action), "{bound:?}");
+                assert_eq!(
+                    thrice(&e, &bearer, action, &scope),
+                    want(action),
+                    "{bound:?}"
+                );
             }
         }
     };

@@ -23,11 +23,12 @@
 //! full path, which reports it); only credentials whose key was found are entered, so junk cannot
 //! fill the memo.
 //!
-//! Each thread keeps its own memo, up to [`THREAD_SLOTS`] slots per engine in sets of [`WAYS`] (a
-//! new entry takes a free slot of its set, or the table doubles while it may, or it replaces one: no
-//! scan, no pause to empty a full table; one slot per set let half of 10,000 keys evict each
-//! other). A thread starts with [`FIRST_SETS`] sets (20 KB), so a short-lived thread does not pay for
-//! the whole table (2.6 MB): a shared memo, even sharded, had every
+//! Each thread keeps its own memo, up to [`THREAD_SLOTS`] slots per engine in sets of [`WAYS`], one
+//! cache line a set (a new entry takes a free slot of its set, or the table doubles while it may, or
+//! it replaces a way that went unused, or waits: no scan, no pause to empty a full table; one slot
+//! per set let half of 10,000 keys evict each other). A thread starts with [`FIRST_SETS`] sets
+//! (10 KB), so a short-lived thread does not pay for the whole table (2.5 MB, reached by ~1,500
+//! credentials): a shared memo, even sharded, had every
 //! decision write a lock word that the other cores' decisions write too, and two threads scaled
 //! 1.43× instead of 1.74×. A credential is read once per thread that sees it.
 
@@ -45,17 +46,18 @@ use super::cache::CachedKey;
 use crate::credential::Style;
 use crate::credential::{Presented, Styles};
 
-/// Most slots per thread and engine (80 bytes each, plus the key entries they hold). With 10,000
-/// credentials in turn on one thread, 1.3% of decisions miss; with half as many slots, 11–12%: at
-/// 61% load, one set of four in ten has more than four claimants, and they evict each other round
-/// after round (each miss decodes, hashes and reads the key cache).
-pub(crate) const THREAD_SLOTS: usize = 32 * 1024;
+/// Most slots per thread and engine (40 bytes each with their `Rare` pointer, plus the key entries
+/// they hold). With 10,000 credentials in turn on one thread, 1.3% of decisions miss (sets of two
+/// with a third claimant; each miss decodes, hashes and reads the key cache); replacing a way at
+/// each conflict instead of giving the ways a second chance, 2.1%. Sets of four (32,768 slots)
+/// missed 1.3% too, but a lookup read the set's tags and then its way's entry on another line.
+pub(crate) const THREAD_SLOTS: usize = 64 * 1024;
 
-/// Slots per set.
-const WAYS: usize = 4;
+/// Slots per set: a set is one cache line.
+const WAYS: usize = 2;
 
 /// Sets a thread's table starts with (a power of two; it doubles up to `THREAD_SLOTS / WAYS`).
-const FIRST_SETS: usize = 64;
+const FIRST_SETS: usize = 128;
 
 /// Engines a thread keeps memos for (the oldest goes first).
 const ENGINES_PER_THREAD: usize = 4;
@@ -77,10 +79,13 @@ struct ThreadMemo {
     memo: u64,
     /// A power of two of sets.
     sets: Box<[Set]>,
+    /// What a slot's entry holds beyond its line (a workspace header, an email that did not
+    /// match), by slot (`set * WAYS + way`); read only when the entry's `RARE` bit says so.
+    rare: Box<[Option<Box<Rare>>]>,
 }
 
-/// One set: the tags' first halves side by side, so a lookup reads one cache line to find its way
-/// and then only the entry it found (the entries alone spanned six lines).
+/// One set, one cache line: both ways' tags, key entries and generations, so a lookup reads one
+/// line of the memo (with the tags' first halves apart, sets of four took two).
 #[derive(Default)]
 #[repr(C, align(64))]
 struct Set {
@@ -89,8 +94,7 @@ struct Set {
     ways: [Option<Entry>; WAYS],
 }
 
-// Five cache lines a set: the figures in the module's documentation follow from this.
-const _: () = assert!(std::mem::size_of::<Set>() == 320);
+const _: () = assert!(std::mem::size_of::<Set>() == 64);
 
 impl Set {
     fn find(&self, lo: u64) -> Option<usize> {
@@ -107,6 +111,7 @@ impl ThreadMemo {
         ThreadMemo {
             memo,
             sets: (0..sets).map(|_| Set::default()).collect(),
+            rare: (0..sets * WAYS).map(|_| None).collect(),
         }
     }
 
@@ -118,10 +123,11 @@ impl ThreadMemo {
     /// The same table with twice the sets: each set's entries split between two, so none overflows.
     fn doubled(&mut self) {
         let mut bigger = ThreadMemo::new(self.memo, self.sets.len() * 2);
-        for set in self.sets.iter_mut() {
+        for (at, set) in self.sets.iter_mut().enumerate() {
             for w in 0..WAYS {
                 if let Some(e) = set.ways[w].take() {
-                    bigger.put(set.lo[w], None, e);
+                    let rare = self.rare[at * WAYS + w].take();
+                    bigger.put(set.lo[w], None, e, rare);
                 }
             }
         }
@@ -129,12 +135,13 @@ impl ThreadMemo {
     }
 
     /// Puts `e` (tag half `lo`) in way `way` of its set, or the first free one.
-    fn put(&mut self, lo: u64, way: Option<usize>, e: Entry) {
-        let set = self.set(lo);
-        let set = &mut self.sets[set];
+    fn put(&mut self, lo: u64, way: Option<usize>, e: Entry, rare: Option<Box<Rare>>) {
+        let at = self.set(lo);
+        let set = &mut self.sets[at];
         if let Some(w) = way.or_else(|| set.free()) {
             set.lo[w] = lo;
             set.ways[w] = Some(e);
+            self.rare[at * WAYS + w] = rare;
         }
     }
 }
@@ -164,33 +171,56 @@ impl Presented {
     }
 }
 
+/// A slot's entry: 24 bytes, so a set of two fits a cache line with its tags.
 struct Entry {
     /// The tag's second half, compared in constant time (the first is the set's `lo`).
     hi: u64,
-    generation: u64,
     /// The key's cache entry when this was memoised: used while it is not retired (still the
     /// cache's entry for the key), which spares a decision the cache's lock and map lookup.
     key: Arc<CachedKey>,
-    style: Style,
+    /// The policy generation (above bit 8), the `RARE` and `USED` bits and the style's index in
+    /// [`Style::ALL`] (the low six bits).
+    stamp: u64,
+}
+
+/// `stamp` bit: the slot has [`Rare`] data.
+const RARE: u64 = 0x80;
+
+/// `stamp` bit: the entry was used since it was entered, or since its set last had no unused way.
+const USED: u64 = 0x40;
+
+/// Generations an entry can carry (a table that reloaded its policy 2^56 times memoises nothing).
+const MAX_GENERATION: u64 = u64::MAX >> 8;
+
+impl Entry {
+    fn stamp(generation: u64, style: Style, rare: bool) -> Option<u64> {
+        let style = Style::ALL.iter().position(|s| *s == style)? as u64;
+        // A new entry counts as used: the first conflict in its set then clears the set's bits
+        // rather than evicting it before its next use.
+        (generation <= MAX_GENERATION)
+            .then_some(generation << 8 | USED | style | if rare { RARE } else { 0 })
+    }
+
+    fn generation(&self) -> u64 {
+        self.stamp >> 8
+    }
+
+    fn style(&self) -> Option<Style> {
+        Style::ALL.get((self.stamp & 0x3f) as usize).copied()
+    }
+}
+
+/// What few credentials carry besides their key: kept off the set's line.
+struct Rare {
     /// The email of a Basic `email:key` that does not name the key's owner (so every decision
     /// refuses it again; the engine enters only credentials that authenticated, so this is a
-    /// safeguard); `None` when there was none or it matched. The comparison's result is
-    /// fixed for the entry's life: the key entry's owner entry never changes (a changed principal
-    /// makes the engine replace, and so retire, its keys' entries) and holds the login it was built
-    /// with. A decision then reads neither the email nor the login (two cache misses of the ~7 a
+    /// safeguard); `None` when there was none or it matched. The comparison's result is fixed for
+    /// the entry's life: the key entry's owner entry never changes (a changed principal makes the
+    /// engine replace, and so retire, its keys' entries) and holds the login it was built with. A
+    /// decision then reads neither the email nor the login (two cache misses of the ~7 a
     /// remembered credential's decision had over 10,000 keys).
     email: Option<Box<str>>,
     workspace: Option<Box<str>>,
-}
-
-impl Entry {
-    fn claim(&self) -> Claim<'_> {
-        Claim {
-            style: self.style,
-            email: self.email.as_deref(),
-            workspace: self.workspace.as_deref(),
-        }
-    }
 }
 
 pub(crate) struct Memo {
@@ -259,17 +289,35 @@ impl Memo {
                 let mine = memos.iter_mut().find(|m| m.memo == self.id)?;
                 let at = mine.set(tag.lo);
                 let set = &mut mine.sets[at];
-                let way = &mut set.ways[set.find(tag.lo)?];
+                let w = set.find(tag.lo)?;
+                let way = &mut set.ways[w];
                 let e = way.as_ref()?;
                 if !bool::from(e.hi.ct_eq(&tag.hi)) {
                     return None;
                 }
-                if e.generation != generation || e.key.is_retired() {
+                let style = e.style();
+                if e.generation() != generation || e.key.is_retired() || style.is_none() {
                     // Of no further use, and it holds the old key entry: free the slot.
                     *way = None;
+                    mine.rare[at * WAYS + w] = None;
                     return None;
                 }
-                Some(f(&e.key, e.claim()))
+                if e.stamp & USED == 0 {
+                    if let Some(e) = way.as_mut() {
+                        e.stamp |= USED;
+                    }
+                }
+                let e = way.as_ref()?;
+                let rare = match e.stamp & RARE {
+                    0 => None,
+                    _ => mine.rare[at * WAYS + w].as_deref(),
+                };
+                let claim = Claim {
+                    style: style?,
+                    email: rare.and_then(|r| r.email.as_deref()),
+                    workspace: rare.and_then(|r| r.workspace.as_deref()),
+                };
+                Some(f(&e.key, claim))
             })
             .ok()
             .flatten()
@@ -306,25 +354,52 @@ impl Memo {
                 set.find(tag.lo).or_else(|| set.free())
             };
             let mut found = way(mine);
+            // Below its full size the table doubles rather than lose an entry (with sets of two,
+            // it reaches its full size by ~1,500 credentials).
             while found.is_none() && mine.sets.len() * WAYS < THREAD_SLOTS {
                 mine.doubled();
                 found = way(mine);
             }
+            // A full set of the full table: replace a way not used since its set's last conflict,
+            // else enter nothing and clear the ways' marks (a second chance). With three
+            // credentials in turn for two ways, two stay and one misses each round (replacing a
+            // way each time made two or three miss); a newcomer replaces ways that went unused.
+            let found = match found {
+                Some(w) => w,
+                None => {
+                    let set = &mut mine.sets[mine.set(tag.lo)];
+                    let unused = (0..WAYS)
+                        .find(|&w| set.ways[w].as_ref().is_some_and(|e| e.stamp & USED == 0));
+                    match unused {
+                        Some(w) => w,
+                        None => {
+                            for e in set.ways.iter_mut().flatten() {
+                                e.stamp &= !USED;
+                            }
+                            return;
+                        }
+                    }
+                }
+            };
+            // Compared with the owner's login once, here (see `Rare::email`). Only an email that
+            // does not match is kept, to be refused.
+            let email = p
+                .email
+                .as_deref()
+                .filter(|e| !super::email_matches(e, &key.principal))
+                .map(Box::from);
+            let workspace = p.workspace.as_deref().map(Box::from);
+            let rare = (email.is_some() || workspace.is_some())
+                .then(|| Box::new(Rare { email, workspace }));
+            let Some(stamp) = Entry::stamp(generation, p.style, rare.is_some()) else {
+                return;
+            };
             let entry = Entry {
                 hi: tag.hi,
-                generation,
                 key: Arc::clone(key),
-                style: p.style,
-                // Compared with the owner's login once, here: both are fixed for the entry's life
-                // (see `Entry::email`). Only an email that does not match is kept, to be refused.
-                email: p
-                    .email
-                    .as_deref()
-                    .filter(|e| !super::email_matches(e, &key.principal))
-                    .map(Box::from),
-                workspace: p.workspace.as_deref().map(Box::from),
+                stamp,
             };
-            mine.put(tag.lo, Some(found.unwrap_or(tag.hi as usize % WAYS)), entry);
+            mine.put(tag.lo, Some(found), entry, rare);
         });
     }
 
@@ -515,7 +590,12 @@ mod tests {
             })
             .collect();
         for (i, t) in tags.iter().enumerate() {
-            m.insert(t, 1, &presented(i), &test_key(KeyHash([(i % 251) as u8; 32])));
+            m.insert(
+                t,
+                1,
+                &presented(i),
+                &test_key(KeyHash([(i % 251) as u8; 32])),
+            );
         }
         // Below the full size nothing is replaced: every entry is still there, with its own data.
         // (500 tags fill five slots of one set of the full table about once in a thousand keys.)
@@ -581,13 +661,20 @@ mod tests {
         let p = bearer();
         let hash = KeyHash([7; 32]);
         let key = test_key(hash);
+        // A new credential is entered while its set has room; in a full set it waits for a way
+        // to go unused (see `insert`), so not every one is.
+        let mut entered = Vec::new();
         for i in 0..(THREAD_SLOTS * 2) {
             let t = m
                 .tag(&styles(), &headers(&format!("Bearer {i}"), None), None)
                 .expect("tag");
             m.insert(&t, 1, &p, &key);
-            assert!(m.with(&t, 1, |k, c| (k.hash == hash, c.style)).is_some());
+            if let Some(found) = m.with(&t, 1, |k, c| (k.hash == hash, c.style)) {
+                assert_eq!(found, (true, Style::Bearer));
+                entered.push(i);
+            }
         }
+        assert!(entered.len() > THREAD_SLOTS, "{}", entered.len());
         assert!(m.len() <= THREAD_SLOTS, "{}", m.len());
         assert!(m.len() > THREAD_SLOTS / 2, "{}", m.len());
         assert_eq!(
@@ -603,7 +690,7 @@ mod tests {
         let t = m
             .tag(
                 &styles(),
-                &headers(&format!("Bearer {}", THREAD_SLOTS * 2 - 1), None),
+                &headers(&format!("Bearer {}", entered.last().expect("one")), None),
                 None,
             )
             .expect("tag");

@@ -597,7 +597,9 @@ impl Engine {
         if key.expires_at.is_some_and(|t| t <= now) {
             return Err(deny(Reason::ExpiredKey));
         }
-        if p.email.is_some_and(|email| !email_matches(email, principal)) {
+        if p.email
+            .is_some_and(|email| !email_matches(email, principal))
+        {
             return Err(deny(Reason::EmailMismatch));
         }
         let workspace = match p.workspace {
