@@ -410,7 +410,7 @@ impl Engine {
     ///
     /// A credential this thread has read before under this policy skips decoding, hashing and the
     /// key cache's lookup (the memo: a keyed tag of its headers → its key entry, no secret; about
-    /// 2.6 MB per thread and engine at most, held by each thread that decides).
+    /// 2.5 MB per thread and engine at most, held by each thread that decides).
     pub fn authorize(&self, req: &Request<'_>) -> Decision {
         self.authorize_in(&self.state.load(), req)
     }
