@@ -4,7 +4,7 @@
 //! 4,000 of the 5,600 instructions of a warm `authorize` — and the key cache's lock and map lookup
 //! (three cache misses on a large table), and goes straight to the checks, which run on every
 //! decision as before, but one: the email of a Basic `email:key` is compared with the key's owner
-//! when the entry is made, since neither can change while the entry is used (see `Entry::email`).
+//! when the entry is made, since neither can change while the entry is used (see `Rare::email`).
 //!
 //! What it holds is no secret: a tag that only this process can compute (its SipHash key is drawn
 //! from the OS at start-up and never leaves memory) and the key's cache entry, which holds its hash.
@@ -290,24 +290,18 @@ impl Memo {
                 let at = mine.set(tag.lo);
                 let set = &mut mine.sets[at];
                 let w = set.find(tag.lo)?;
-                let way = &mut set.ways[w];
-                let e = way.as_ref()?;
+                let e = set.ways[w].as_mut()?;
                 if !bool::from(e.hi.ct_eq(&tag.hi)) {
                     return None;
                 }
                 let style = e.style();
                 if e.generation() != generation || e.key.is_retired() || style.is_none() {
                     // Of no further use, and it holds the old key entry: free the slot.
-                    *way = None;
+                    set.ways[w] = None;
                     mine.rare[at * WAYS + w] = None;
                     return None;
                 }
-                if e.stamp & USED == 0 {
-                    if let Some(e) = way.as_mut() {
-                        e.stamp |= USED;
-                    }
-                }
-                let e = way.as_ref()?;
+                e.stamp |= USED;
                 let rare = match e.stamp & RARE {
                     0 => None,
                     _ => mine.rare[at * WAYS + w].as_deref(),
