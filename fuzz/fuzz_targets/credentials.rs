@@ -110,7 +110,12 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!ws.is_empty() && ws.len() <= MAX_WORKSPACE_LEN);
             }
             if key.len() >= 8 {
-                let debug = format!("{p:?}");
+                // The email and the workspace are shown (neither is a secret); a key that happens
+                // to be part of one of them (`a;KEY@x:KEY`) is not a leak, so they are cut out.
+                let mut debug = format!("{p:?}");
+                for shown in [&p.email, &p.workspace].into_iter().flatten() {
+                    debug = debug.replacen(&format!("{shown:?}"), "", 1);
+                }
                 assert!(!debug.contains(key), "Debug shows the key: {debug}");
             }
         }
