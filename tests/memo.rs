@@ -25,6 +25,12 @@ credentials {
 keys { manage manage_keys; }
 "#;
 
+/// A fresh engine on a temporary key table under `POLICY`.
+fn engine() -> Engine {
+    let policy = Policy::parse("memo.policy", POLICY).expect("policy");
+    Engine::temporary(policy, EngineOptions::default()).expect("engine")
+}
+
 /// The outcome of the same request three times over (the first reads the credential, the others
 /// find it remembered): all three must agree.
 fn thrice(e: &Engine, h: &http::HeaderMap, action: &str, resource: &str) -> String {
@@ -41,8 +47,7 @@ fn thrice(e: &Engine, h: &http::HeaderMap, action: &str, resource: &str) -> Stri
 
 #[test]
 fn a_remembered_credential_sees_every_change_at_once() {
-    let policy = Policy::parse("memo.policy", POLICY).expect("policy");
-    let e = Engine::temporary(policy, EngineOptions::default()).expect("engine");
+    let e = engine();
     let t = e.table();
     let alice = user(&e, "alice@example.com");
     bind(&e, &alice, "admin", "org:1");
@@ -109,8 +114,7 @@ fn a_remembered_credential_sees_every_change_at_once() {
 
 #[test]
 fn a_reload_that_drops_a_style_refuses_remembered_credentials_of_that_style() {
-    let policy = Policy::parse("memo.policy", POLICY).expect("policy");
-    let e = Engine::temporary(policy, EngineOptions::default()).expect("engine");
+    let e = engine();
     let alice = user(&e, "alice@example.com");
     bind(&e, &alice, "admin", "org:1");
     let (_, good) = key(&e, &alice);
@@ -131,8 +135,7 @@ fn a_reload_that_drops_a_style_refuses_remembered_credentials_of_that_style() {
 
 #[test]
 fn the_workspace_header_is_part_of_what_is_remembered() {
-    let policy = Policy::parse("memo.policy", POLICY).expect("policy");
-    let e = Engine::temporary(policy, EngineOptions::default()).expect("engine");
+    let e = engine();
     let t = e.table();
     for (public_key, scope) in [("ws-1", "org:1"), ("ws-2", "org:2")] {
         t.add_workspace(
@@ -173,8 +176,7 @@ fn the_workspace_header_is_part_of_what_is_remembered() {
 
 #[test]
 fn a_remembered_email_is_refused_once_its_principal_is_gone() {
-    let policy = Policy::parse("memo.policy", POLICY).expect("policy");
-    let e = Engine::temporary(policy, EngineOptions::default()).expect("engine");
+    let e = engine();
     let alice = user(&e, "alice@example.com");
     bind(&e, &alice, "admin", "org:1");
     let (_, good) = key(&e, &alice);
@@ -193,8 +195,7 @@ fn a_remembered_email_is_refused_once_its_principal_is_gone() {
 /// to four, growing and shrinking, decides as its bindings say (remembered credential or not).
 #[test]
 fn every_number_of_bindings_decides_the_same() {
-    let policy = Policy::parse("memo.policy", POLICY).expect("policy");
-    let e = Engine::temporary(policy, EngineOptions::default()).expect("engine");
+    let e = engine();
     let alice = user(&e, "alice@example.com");
     let (_, good) = key(&e, &alice);
     let bearer = authorization(&format!("Bearer {}", good.expose()));
