@@ -233,6 +233,14 @@ pub(crate) struct Bindings {
     spilled: Vec<Binding>,
 }
 
+impl Bindings {
+    /// Where the first inline binding is (or would be): an address to prefetch, read by nothing.
+    #[inline]
+    pub fn first_inline(&self) -> *const Binding {
+        self.inline.as_ptr()
+    }
+}
+
 impl std::ops::Deref for Bindings {
     type Target = [Binding];
 

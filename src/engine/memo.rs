@@ -275,6 +275,19 @@ impl Memo {
         Some(Tag { lo: t.h1, hi: t.h2 })
     }
 
+    /// Starts loading the set `tag` would be found in (see [`crate::prefetch`]): a caller with work
+    /// to do before [`Memo::with`] (resolving the route) overlaps the set's cache miss with it.
+    pub(crate) fn prefetch(&self, tag: &Tag) {
+        let _ = MEMOS.try_with(|memos| {
+            let Ok(memos) = memos.try_borrow() else {
+                return;
+            };
+            if let Some(mine) = memos.iter().find(|m| m.memo == self.id) {
+                crate::prefetch::line(&mine.sets[mine.set(tag.lo)]);
+            }
+        });
+    }
+
     /// Calls `f` with this thread's memoised reading of `tag` under `generation`, if there is one
     /// and its key entry is still the cache's.
     pub(crate) fn with<R>(

@@ -65,6 +65,8 @@ impl Engine {
             let r = self.deny_response(&d);
             HttpDecision::Deny(d, r)
         };
+        // The memo's set loads while the route resolves.
+        let tag = self.memo_tag(&state, headers, query);
         let target = match state.routes().resolve(method, path, query) {
             Ok(t) => t,
             Err(RouteMiss::NoRoute) if unmatched == Unmatched::PassThrough => {
@@ -76,7 +78,7 @@ impl Engine {
             Err(RouteMiss::BadParameter(p)) => return deny(Reason::BadParameter(p)),
         };
         let req = crate::Request::new(headers, &target.action, &target.resource).with_query(query);
-        match self.authorize_in(&state, &req) {
+        match self.authorize_tagged(&state, &req, tag) {
             Decision::Allow(a) => HttpDecision::Allow(a, target),
             Decision::Deny(d) => {
                 let r = self.deny_response(&d);
