@@ -135,6 +135,28 @@ fn serve_answers_and_stops_on_sigterm() {
     let (status, body) = get(addr, "/keyward/v1/whoami", &[("Authorization", &token)]);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("admin@env.example"));
+    // Decision lines come out while the server runs, not only at shutdown: an idle worker hands
+    // over the lines it staged.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut rest = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !rest
+        .iter()
+        .any(|l: &String| l.contains("keyward::decision: outcome=deny "))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => rest.push(line),
+            Err(e) => panic!("no decision line while serving ({e}): {rest:?}"),
+        }
+    }
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -143,7 +165,8 @@ fn serve_answers_and_stops_on_sigterm() {
     assert!(killed.success());
     let status = child.wait().expect("wait");
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    reader.join().expect("reader");
+    rest.extend(rx.try_iter());
     let log = rest.join("\n");
     assert!(!log.contains(&secret), "the log never holds a key");
     assert!(!log.contains("apiToken"), "nor the Authorization header");

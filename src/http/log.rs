@@ -189,7 +189,7 @@ impl DecisionEvent<'_> {
                     with_line(
                         level,
                         |line| self.fields(line),
-                        |bytes| writer.append(bytes),
+                        |bytes| writer.append_decision(bytes),
                     );
                 }
             }
@@ -469,7 +469,8 @@ impl Visit for Fields<'_> {
 /// [`BATCH_DELAY`], whichever comes first. Lines are never dropped: a thread whose buffer falls
 /// [`MAX_PENDING_BYTES`] behind waits. Dropping the [`LogWriterGuard`] writes what is pending and
 /// stops the thread. Each thread's lines come out in its order; lines of different threads are
-/// ordered by batch (each line carries its time).
+/// ordered by batch (each line carries its time). A thread may also stage its decision lines and
+/// hand them over in bulk (see [`stage_lines_on_this_thread`]; `keyward serve`'s workers do).
 ///
 /// `tracing_appender`'s non-blocking writer sends every line through a channel as its own
 /// allocation and wakes its writer thread per line; under load that was most of a decision line's
@@ -489,6 +490,91 @@ pub const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
 
 /// One thread's pending lines.
 type Local = std::sync::Arc<parking_lot::Mutex<Vec<u8>>>;
+
+/// Bytes a staging thread (see [`stage_lines_on_this_thread`]) gathers before it hands them to its
+/// buffer.
+pub const STAGE_BYTES: usize = 16 * 1024;
+
+/// Requests a staging thread serves (see [`tick`]) before it hands over what it has staged, so a
+/// worker that keeps serving requests that log nothing still hands its lines over.
+pub const STAGE_TICKS: u32 = 64;
+
+thread_local! {
+    /// Lines this thread staged and has not handed over yet (`None`: it does not stage).
+    static STAGED: RefCell<Option<Staged>> = const { RefCell::new(None) };
+}
+
+/// A thread's staged lines and the writer they are for.
+#[derive(Default)]
+struct Staged {
+    to: Option<LogWriter>,
+    bytes: Vec<u8>,
+    ticks: u32,
+}
+
+impl Staged {
+    /// Hands the staged lines to their writer's buffer for this thread.
+    fn hand_over(&mut self) {
+        if let Some(to) = &self.to {
+            if !self.bytes.is_empty() {
+                to.append_now(&self.bytes);
+                self.bytes.clear();
+            }
+        }
+        self.ticks = 0;
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        self.hand_over();
+    }
+}
+
+/// From now on, decision lines this thread logs to a [`LogWriter`] ([`DecisionSink::Direct`]; any
+/// other line first hands them over, so a thread's lines keep their order) gather in a buffer of the thread
+/// and go to the writer's buffer [`STAGE_BYTES`] at a time, or when the thread calls
+/// [`hand_over_staged`] (which it must do before it goes idle, e.g. from the runtime's
+/// `on_thread_park` hook, and before it stops), or when [`tick`] counts [`STAGE_TICKS`] requests.
+///
+/// Appending to the writer's buffer takes its lock, and a lock's atomic instructions wait for the
+/// stores before them: the line's copy into buffer memory that the writer's thread read last, on
+/// another core (cache misses). Per line that wait was most of a decision line's cost on a worker
+/// of `keyward serve` (`LogWriter::append`, ~125 ns per `/auth` by perf); staged, a thread takes
+/// the lock once per ~60 lines and writes its lines into memory it keeps in its own caches.
+pub fn stage_lines_on_this_thread() {
+    let _ = STAGED.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            s.get_or_insert_with(Staged::default);
+        }
+    });
+}
+
+/// Hands the lines this thread has staged (see [`stage_lines_on_this_thread`]) to their writer.
+pub fn hand_over_staged() {
+    let _ = STAGED.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            if let Some(staged) = s.as_mut() {
+                staged.hand_over();
+            }
+        }
+    });
+}
+
+/// Counts a request served by this thread; hands its staged lines over every [`STAGE_TICKS`]
+/// requests (see [`stage_lines_on_this_thread`]).
+pub fn tick() {
+    let _ = STAGED.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            if let Some(staged) = s.as_mut().filter(|st| !st.bytes.is_empty()) {
+                staged.ticks += 1;
+                if staged.ticks >= STAGE_TICKS {
+                    staged.hand_over();
+                }
+            }
+        }
+    });
+}
 
 static NEXT_WRITER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -591,7 +677,45 @@ impl LogWriter {
         ))
     }
 
+    /// Appends a line written through `io::Write` (any `tracing` line): after this thread's staged
+    /// lines, if it has any, so its lines keep their order.
     pub(crate) fn append(&self, line: &[u8]) {
+        hand_over_staged();
+        self.append_now(line);
+    }
+
+    /// Appends a decision line: staged if this thread stages (see [`stage_lines_on_this_thread`]).
+    pub(crate) fn append_decision(&self, line: &[u8]) {
+        let staged = STAGED.try_with(|s| {
+            let Ok(mut s) = s.try_borrow_mut() else {
+                return false; // re-entered while handing over: straight to the buffer
+            };
+            let Some(st) = s.as_mut() else {
+                return false;
+            };
+            if st
+                .to
+                .as_ref()
+                .is_some_and(|w| w.shared.id != self.shared.id)
+            {
+                // Another writer's lines first (a thread rarely logs to two).
+                st.hand_over();
+                st.to = None;
+            }
+            st.to.get_or_insert_with(|| self.clone());
+            st.bytes.extend_from_slice(line);
+            if st.bytes.len() >= STAGE_BYTES {
+                st.hand_over();
+            }
+            true
+        });
+        if staged != Ok(true) {
+            self.append_now(line);
+        }
+    }
+
+    /// Appends to this thread's buffer (whole lines only: see the module's invariant).
+    fn append_now(&self, line: &[u8]) {
         let b = &self.shared;
         let done = LOCALS.try_with(|cell| {
             let Ok(mut mine) = cell.try_borrow_mut() else {
@@ -780,6 +904,96 @@ mod tests {
             std::thread::sleep(BATCH_DELAY);
         }
         assert_eq!(&*sink.0.lock(), b"one line\n");
+    }
+
+    /// Waits until `sink` holds `lines` lines (or fails after a second).
+    fn lines_in(sink: &Sink, lines: usize) -> Vec<String> {
+        for _ in 0..100 {
+            let out = String::from_utf8(sink.0.lock().clone()).expect("utf-8");
+            if out.lines().count() >= lines {
+                return out.lines().map(str::to_string).collect();
+            }
+            std::thread::sleep(BATCH_DELAY);
+        }
+        let out = String::from_utf8(sink.0.lock().clone()).expect("utf-8");
+        panic!("{lines} lines expected, {} written", out.lines().count());
+    }
+
+    fn pass_through(n: usize) -> DecisionEvent<'static> {
+        const PATHS: [&str; 4] = ["/0", "/1", "/2", "/3"];
+        DecisionEvent::PassThrough {
+            method: "GET",
+            path: PATHS[n % 4],
+        }
+    }
+
+    /// A staging thread's decision lines wait for a hand-over (idle, a non-decision line, enough
+    /// requests, enough bytes, or the thread's end) and keep their order with its other lines.
+    #[test]
+    fn staged_lines_are_handed_over_in_order() {
+        use std::io::Write as _;
+        let sink = Sink::default();
+        let (writer, _guard) = LogWriter::new(sink.clone()).expect("writer");
+        let direct = DecisionSink::Direct {
+            writer: writer.clone(),
+            info: true,
+            warn: true,
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                stage_lines_on_this_thread();
+                pass_through(0).log(&direct);
+                pass_through(1).log(&direct);
+                std::thread::sleep(BATCH_DELAY * 3);
+                assert!(sink.0.lock().is_empty(), "staged, not written yet");
+                (&writer).write_all(b"other line\n").expect("write");
+                let lines = lines_in(&sink, 3);
+                assert!(lines[0].ends_with("path=/0") && lines[1].ends_with("path=/1"));
+                assert_eq!(lines[2], "other line");
+
+                pass_through(2).log(&direct);
+                for _ in 0..STAGE_TICKS - 1 {
+                    tick();
+                }
+                std::thread::sleep(BATCH_DELAY * 3);
+                assert_eq!(lines_in(&sink, 3).len(), 3, "not yet");
+                tick();
+                assert!(
+                    lines_in(&sink, 4)[3].ends_with("path=/2"),
+                    "after enough requests"
+                );
+
+                let before = sink.0.lock().len();
+                let mut n = 0;
+                while sink.0.lock().len() == before && n < STAGE_BYTES {
+                    pass_through(n).log(&direct);
+                    n += 1;
+                    if n % 50 == 0 {
+                        std::thread::sleep(BATCH_DELAY * 2);
+                    }
+                }
+                // Handed over in one piece once it reached the size (lines after it stay staged).
+                let grew = sink.0.lock().len() - before;
+                assert!(grew >= STAGE_BYTES, "handed over {grew} bytes");
+                assert!(grew < STAGE_BYTES + 200, "handed over {grew} bytes");
+
+                pass_through(3).log(&direct);
+                hand_over_staged();
+                let lines = lines_in(&sink, 4 + n + 1);
+                assert_eq!(lines.len(), 4 + n + 1);
+                assert!(lines[4 + n].ends_with("path=/3"));
+                pass_through(1).log(&direct);
+                n
+            })
+            .join()
+            .map(|n| {
+                // The thread's end handed over its last line.
+                let lines = lines_in(&sink, 4 + n + 2);
+                assert_eq!(lines.len(), 4 + n + 2);
+                assert!(lines[4 + n + 1].ends_with("path=/1"));
+            })
+            .expect("thread");
+        });
     }
 
     /// Every decision's direct line is the line the layer writes for its `tracing` event (past the

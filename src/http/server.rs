@@ -211,7 +211,8 @@ pub enum ServeError {
 pub fn run(mut opts: ServeOptions) -> Result<(), ServeError> {
     // Lines are batched for a background thread (never dropped: a writer that falls behind makes
     // loggers wait); the guard writes what is left when `run` returns. A line reaches stderr within
-    // 20 ms (see `http::log::LogWriter`).
+    // 20 ms (see `http::log::LogWriter`) of its hand-over: at once for most lines, and for the
+    // decision lines a worker stages, when it goes idle or every 16 KB or 64 requests.
     let (writer, _flush_on_return) =
         super::log::LogWriter::new(io::stderr()).map_err(ServeError::Runtime)?;
     {
@@ -248,6 +249,12 @@ pub fn run(mut opts: ServeOptions) -> Result<(), ServeError> {
     if let Some(n) = opts.workers {
         rt.worker_threads(n.max(1));
     }
+    // Workers stage their log lines and hand them over when they go idle or stop, and every
+    // `STAGE_BYTES` or `STAGE_TICKS` requests (see `http::log::stage_lines_on_this_thread`). The
+    // runtime is dropped, its workers stopped, before the log writer's guard (declared first).
+    rt.on_thread_start(super::log::stage_lines_on_this_thread)
+        .on_thread_park(super::log::hand_over_staged)
+        .on_thread_stop(super::log::hand_over_staged);
     let rt = rt.enable_all().build().map_err(ServeError::Runtime)?;
     rt.block_on(run_async(opts))
 }
@@ -905,6 +912,8 @@ enum Mode {
 }
 
 fn handle(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
+    // A worker that stages its log lines hands them over every so many requests, logged or not.
+    super::log::tick();
     let path = req.uri().path();
     if let Some(prefix) = &shared.opts.envoy_prefix {
         if let Some(rest) = path.strip_prefix(prefix.as_str()) {
