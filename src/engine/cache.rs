@@ -547,5 +547,12 @@ mod layout {
             count + 4 <= 64 && first <= 128,
             "count at {count}, first binding ends at {first}"
         );
+        // The memo prefetches an owner entry's first two lines: the header and the first binding.
+        let starts = at(p.bindings.first_inline().cast());
+        assert!(
+            starts >= 64,
+            "the first binding starts at {starts}, on the second line"
+        );
+        assert_eq!(std::mem::align_of::<CachedPrincipal>(), 64);
     }
 }

@@ -27,7 +27,7 @@
 //! cache line a set (a new entry takes a free slot of its set, or the table doubles while it may, or
 //! it replaces a way that went unused, or waits: no scan, no pause to empty a full table; one slot
 //! per set let half of 10,000 keys evict each other). A thread starts with [`FIRST_SETS`] sets
-//! (10 KB), so a short-lived thread does not pay for the whole table (2.5 MB, reached by ~1,500
+//! (12 KB), so a short-lived thread does not pay for the whole table (3 MB, reached by ~1,500
 //! credentials): a shared memo, even sharded, had every
 //! decision write a lock word that the other cores' decisions write too, and two threads scaled
 //! 1.43× instead of 1.74×. A credential is read once per thread that sees it.
@@ -46,7 +46,7 @@ use super::cache::CachedKey;
 use crate::credential::Style;
 use crate::credential::{Presented, Styles};
 
-/// Most slots per thread and engine (40 bytes each with their `Rare` pointer, plus the key entries
+/// Most slots per thread and engine (48 bytes each with their `Rare` pointer and owner address, plus the key entries
 /// they hold). With 10,000 credentials in turn on one thread, 1.3% of decisions miss (sets of two
 /// with a third claimant; each miss decodes, hashes and reads the key cache); replacing a way at
 /// each conflict instead of giving the ways a second chance, 2.1%. Sets of four (32,768 slots)
@@ -82,6 +82,10 @@ struct ThreadMemo {
     /// What a slot's entry holds beyond its line (a workspace header, an email that did not
     /// match), by slot (`set * WAYS + way`); read only when the entry's `RARE` bit says so.
     rare: Box<[Option<Box<Rare>>]>,
+    /// The address of each slot's key entry's owner entry, by slot: a lookup that finds its way
+    /// starts loading the owner's lines with the key entry's, not after it (see `prefetch`; the
+    /// key entry's owner never changes). An address to prefetch, never dereferenced.
+    owners: Box<[usize]>,
 }
 
 /// One set, one cache line: both ways' tags, key entries and generations, so a lookup reads one
@@ -112,6 +116,7 @@ impl ThreadMemo {
             memo,
             sets: (0..sets).map(|_| Set::default()).collect(),
             rare: (0..sets * WAYS).map(|_| None).collect(),
+            owners: vec![0; sets * WAYS].into_boxed_slice(),
         }
     }
 
@@ -139,6 +144,7 @@ impl ThreadMemo {
         let at = self.set(lo);
         let set = &mut self.sets[at];
         if let Some(w) = way.or_else(|| set.free()) {
+            self.owners[at * WAYS + w] = Arc::as_ptr(&e.key.principal).addr();
             set.lo[w] = lo;
             set.ways[w] = Some(e);
             self.rare[at * WAYS + w] = rare;
@@ -283,7 +289,9 @@ impl Memo {
                 return;
             };
             if let Some(mine) = memos.iter().find(|m| m.memo == self.id) {
-                crate::prefetch::line(&mine.sets[mine.set(tag.lo)]);
+                let at = mine.set(tag.lo);
+                crate::prefetch::line(&mine.sets[at]);
+                crate::prefetch::line(&mine.owners[at * WAYS]);
             }
         });
     }
@@ -307,6 +315,10 @@ impl Memo {
                 if !bool::from(e.hi.ct_eq(&tag.hi)) {
                     return None;
                 }
+                // The owner entry's header and first binding, loading beside the key entry.
+                let owner = mine.owners[at * WAYS + w];
+                crate::prefetch::line(std::ptr::without_provenance::<u8>(owner));
+                crate::prefetch::line(std::ptr::without_provenance::<u8>(owner + 64));
                 let style = e.style();
                 if e.generation() != generation || e.key.is_retired() || style.is_none() {
                     // Of no further use, and it holds the old key entry: free the slot.
