@@ -281,7 +281,8 @@ fn present(
     })
 }
 
-fn now() -> u64 {
+/// Unix seconds now.
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -418,7 +419,7 @@ impl Engine {
     /// [`Self::authorize`] under `state` (the HTTP front matches the route under the same policy).
     pub(crate) fn authorize_in(&self, state: &PolicyState, req: &Request<'_>) -> Decision {
         let tag = self.memo_tag(state, req.headers, req.query);
-        self.authorize_tagged(state, req, tag)
+        self.authorize_tagged(state, req, tag, unix_now())
     }
 
     /// The memo's tag of a request's credential headers (see `memo`), its set's cache line on its
@@ -434,18 +435,20 @@ impl Engine {
         Some(tag)
     }
 
-    /// [`Self::authorize_in`] with the tag [`Self::memo_tag`] gave for `req`'s headers and query.
+    /// [`Self::authorize_in`] with the tag [`Self::memo_tag`] gave for `req`'s headers and query, at
+    /// `now` (unix seconds: a caller that has read the clock for the request passes that reading).
     pub(crate) fn authorize_tagged(
         &self,
         state: &PolicyState,
         req: &Request<'_>,
         tag: Option<memo::Tag>,
+        now: u64,
     ) -> Decision {
         // A credential read before: straight to its key entry and the checks (see `memo`).
         if let Some(tag) = &tag {
             let hit = self.memo.with(tag, state.generation, |key, claim| {
                 // The tag matched the credential this entry was found for: no hash to compare.
-                self.decide_warm(state, claim, None, key, req)
+                self.decide_warm(state, claim, None, key, req, now)
             });
             if let Some(Some(decision)) = hit {
                 return decision;
@@ -465,7 +468,8 @@ impl Engine {
             }
         };
         let warm = self.cache.with_key(&hash, |key| {
-            let decision = self.decide_warm(state, presented.claim(), Some(&hash), key, req)?;
+            let decision =
+                self.decide_warm(state, presented.claim(), Some(&hash), key, req, now)?;
             if authenticated(&decision) {
                 remember(key);
             }
@@ -494,6 +498,7 @@ impl Engine {
         hash: Option<&token::KeyHash>,
         key: &CachedKey,
         req: &Request<'_>,
+        now: u64,
     ) -> Option<Decision> {
         // The principal entry's header and its first binding (on the next line), loaded side by
         // side rather than one after the other (see `prefetch`).
@@ -504,7 +509,7 @@ impl Engine {
             return None;
         }
         let principal = &key.principal;
-        Some(match self.check(claim, hash, key, principal) {
+        Some(match self.check(claim, hash, key, principal, now) {
             Ok(workspace) => self.decide_in(
                 state,
                 &Who {
@@ -590,7 +595,7 @@ impl Engine {
                 }
             }
         };
-        let workspace = self.check(p.claim(), Some(&hash), &key, &principal)?;
+        let workspace = self.check(p.claim(), Some(&hash), &key, &principal, unix_now())?;
         Ok(Identity {
             key,
             principal,
@@ -600,14 +605,16 @@ impl Engine {
     }
 
     /// What every decision checks about the key and its owner, on borrowed entries: the hash again
-    /// in constant time (when one was presented; see `decide_warm`), active, unexpired, the email of a Basic `email:key`, the workspace header
-    /// (admin keys only). Returns the workspace the request acts on; records the use.
+    /// in constant time (when one was presented; see `decide_warm`), active, unexpired at `now` (unix
+    /// seconds), the email of a Basic `email:key`, the workspace header (admin keys only). Returns the
+    /// workspace the request acts on; records the use.
     fn check(
         &self,
         p: memo::Claim<'_>,
         hash: Option<&token::KeyHash>,
         key: &CachedKey,
         principal: &CachedPrincipal,
+        now: u64,
     ) -> Result<Option<SelectedWorkspace>, Deny> {
         // The map lookup matched on the hash; compare it again in constant time.
         if hash.is_some_and(|h| key.hash != *h) {
@@ -621,7 +628,6 @@ impl Engine {
         if !key.active {
             return Err(deny(Reason::InactiveKey));
         }
-        let now = now();
         if key.expires_at.is_some_and(|t| t <= now) {
             return Err(deny(Reason::ExpiredKey));
         }
@@ -667,7 +673,7 @@ impl Engine {
         if !key.active {
             return Err(deny(Reason::InactiveKey));
         }
-        if key.expires_at.is_some_and(|t| t <= now()) {
+        if key.expires_at.is_some_and(|t| t <= unix_now()) {
             return Err(deny(Reason::ExpiredKey));
         }
         let principal = match self.cached_principal(state, key.owner) {

@@ -48,17 +48,25 @@ thread_local! {
 }
 
 /// Builds one line in this thread's buffer (timestamp, level, target, then what `fields` appends,
-/// then a newline) and hands it to `out`. Does nothing when re-entered from a writer that logs.
-fn with_line(level: Level, fields: impl FnOnce(&mut String), out: impl FnOnce(&[u8])) {
+/// then a newline) and hands it to `out`. The timestamp is `at` (since the Unix epoch), or now.
+/// Does nothing when re-entered from a writer that logs.
+fn with_line(
+    level: Level,
+    at: Option<std::time::Duration>,
+    fields: impl FnOnce(&mut String),
+    out: impl FnOnce(&[u8]),
+) {
     LINE.with(|cell| {
         let Ok(mut cell) = cell.try_borrow_mut() else {
             return; // re-entered from a writer that logs: drop rather than panic
         };
         let (line, second, stamp) = &mut *cell;
         line.clear();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = at.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+        });
         if now.as_secs() != *second {
             *second = now.as_secs();
             stamp.clear();
@@ -93,6 +101,7 @@ where
         }
         with_line(
             *meta.level(),
+            None,
             |line| event.record(&mut Fields { line }),
             |bytes| {
                 let _ = self.make.make_writer().write_all(bytes);
@@ -181,6 +190,12 @@ pub enum DecisionSink {
 impl DecisionEvent<'_> {
     /// Logs the decision to `sink`.
     pub fn log(&self, sink: &DecisionSink) {
+        self.log_at(sink, None);
+    }
+
+    /// Logs the decision to `sink`, stamped `at` (since the Unix epoch) rather than now when
+    /// given and the sink formats its lines itself.
+    pub fn log_at(&self, sink: &DecisionSink, at: Option<std::time::Duration>) {
         match sink {
             DecisionSink::Tracing => self.emit(),
             DecisionSink::Direct { writer, info, warn } => {
@@ -188,6 +203,7 @@ impl DecisionEvent<'_> {
                 if (level == Level::INFO && *info) || (level == Level::WARN && *warn) {
                     with_line(
                         level,
+                        at,
                         |line| self.fields(line),
                         |bytes| writer.append_decision(bytes),
                     );

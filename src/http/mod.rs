@@ -6,8 +6,9 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
-pub mod layer;
 #[cfg(feature = "server")]
+mod clock;
+pub mod layer;
 pub mod log;
 #[cfg(feature = "server")]
 pub mod metrics;
@@ -55,6 +56,20 @@ impl Engine {
         headers: &HeaderMap,
         unmatched: Unmatched,
     ) -> HttpDecision {
+        let now = crate::engine::unix_now();
+        self.authorize_http_at(method, path, query, headers, unmatched, now)
+    }
+
+    /// [`Self::authorize_http`] at `now` (unix seconds), for a caller that has read the clock.
+    pub(crate) fn authorize_http_at(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        unmatched: Unmatched,
+        now: u64,
+    ) -> HttpDecision {
         let state = self.policy_now();
         let deny = |reason: Reason| {
             let d = Deny {
@@ -78,7 +93,7 @@ impl Engine {
             Err(RouteMiss::BadParameter(p)) => return deny(Reason::BadParameter(p)),
         };
         let req = crate::Request::new(headers, &target.action, &target.resource).with_query(query);
-        match self.authorize_tagged(&state, &req, tag) {
+        match self.authorize_tagged(&state, &req, tag, now) {
             Decision::Allow(a) => HttpDecision::Allow(a, target),
             Decision::Deny(d) => {
                 let r = self.deny_response(&d);

@@ -1060,15 +1060,17 @@ fn forward_auth(
             return json_error(status, "bad_original_request", why);
         }
     };
-    let decision = shared.engine.authorize_http(
+    let decision = shared.engine.authorize_http_at(
         &original.method,
         original.path,
         original.query,
         headers,
         shared.opts.unmatched,
+        super::clock::since_epoch(started).as_secs(),
     );
     if record {
-        let took = started.elapsed();
+        let ended = Instant::now();
+        let took = ended.saturating_duration_since(started);
         let micros = took.as_micros() as u64;
         let (method, path) = (original.method.as_str(), clip(original.path));
         let event = match &decision {
@@ -1107,7 +1109,10 @@ fn forward_auth(
             }
         };
         if shared.opts.log_decisions {
-            event.log(&shared.opts.decision_sink);
+            event.log_at(
+                &shared.opts.decision_sink,
+                Some(super::clock::since_epoch(ended)),
+            );
         }
     }
     // Answer (after the log line: the time to decide is the decision's alone).
