@@ -229,6 +229,12 @@ struct Rare {
     workspace: Option<Box<str>>,
 }
 
+/// True if the query may carry the policy's query parameter credential: such requests are not
+/// memoised (the full path reads and reports them).
+pub(crate) fn query_may_hold_credential(styles: &Styles, query: Option<&str>) -> bool {
+    matches!((styles.query_param.as_deref(), query), (Some(param), Some(query)) if query.contains(param))
+}
+
 pub(crate) struct Memo {
     id: u64,
     sip_key: [u8; 16],
@@ -254,13 +260,17 @@ impl Memo {
         headers: &HeaderMap,
         query: Option<&str>,
     ) -> Option<Tag> {
-        if !self.enabled {
+        if !self.enabled || query_may_hold_credential(styles, query) {
             return None;
         }
-        if let (Some(param), Some(query)) = (styles.query_param.as_deref(), query) {
-            if query.contains(param) {
-                return None;
-            }
+        self.tag_headers(styles, headers)
+    }
+
+    /// The tag of the request's credential headers, if they may be memoised; the request's query
+    /// must then be checked with [`query_may_hold_credential`] before the tag is used.
+    pub(crate) fn tag_headers(&self, styles: &Styles, headers: &HeaderMap) -> Option<Tag> {
+        if !self.enabled {
+            return None;
         }
         let mut values = headers.get_all(AUTHORIZATION).iter();
         let authorization = values.next()?;
@@ -292,6 +302,29 @@ impl Memo {
                 let at = mine.set(tag.lo);
                 crate::prefetch::line(&mine.sets[at]);
                 crate::prefetch::line(&mine.owners[at * WAYS]);
+            }
+        });
+    }
+
+    /// Starts loading the key entry and its owner's lines of the way `tag` would be found in (its
+    /// set's line was prefetched by [`Memo::prefetch`] a moment before; see [`crate::prefetch`]).
+    /// Only hints: nothing is checked or used.
+    pub(crate) fn prefetch_entry(&self, tag: &Tag) {
+        let _ = MEMOS.try_with(|memos| {
+            let Ok(memos) = memos.try_borrow() else {
+                return;
+            };
+            if let Some(mine) = memos.iter().find(|m| m.memo == self.id) {
+                let at = mine.set(tag.lo);
+                let set = &mine.sets[at];
+                if let Some(w) = set.find(tag.lo) {
+                    if let Some(e) = &set.ways[w] {
+                        crate::prefetch::line(Arc::as_ptr(&e.key));
+                    }
+                    let owner = mine.owners[at * WAYS + w];
+                    crate::prefetch::line(std::ptr::without_provenance::<u8>(owner));
+                    crate::prefetch::line(std::ptr::without_provenance::<u8>(owner + 64));
+                }
             }
         });
     }

@@ -14,7 +14,7 @@
 mod cache;
 mod explain;
 mod manage;
-mod memo;
+pub(crate) mod memo;
 mod reason;
 
 use std::path::Path;
@@ -432,6 +432,31 @@ impl Engine {
     ) -> Option<memo::Tag> {
         let tag = self.memo.tag(&state.styles, headers, query)?;
         self.memo.prefetch(&tag);
+        Some(tag)
+    }
+
+    /// The memo's tag of a request's credential headers alone (its query must pass
+    /// [`Self::memo_tag_for_query`] before the tag is used), its set's line on its way.
+    pub(crate) fn memo_tag_headers(
+        &self,
+        state: &PolicyState,
+        headers: &HeaderMap,
+    ) -> Option<memo::Tag> {
+        let tag = self.memo.tag_headers(&state.styles, headers)?;
+        self.memo.prefetch(&tag);
+        Some(tag)
+    }
+
+    /// `tag` (from [`Self::memo_tag_headers`]) if the request's query may be memoised too; then
+    /// starts loading the key entry it is remembered with and its owner's lines (see `memo`).
+    pub(crate) fn memo_tag_for_query(
+        &self,
+        state: &PolicyState,
+        tag: Option<memo::Tag>,
+        query: Option<&str>,
+    ) -> Option<memo::Tag> {
+        let tag = tag.filter(|_| !memo::query_may_hold_credential(&state.styles, query))?;
+        self.memo.prefetch_entry(&tag);
         Some(tag)
     }
 

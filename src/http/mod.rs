@@ -46,6 +46,12 @@ pub enum Unmatched {
     PassThrough,
 }
 
+/// The first step of an HTTP decision (see [`Engine::early`]).
+pub(crate) struct Early {
+    state: arc_swap::Guard<Arc<crate::engine::PolicyState>>,
+    tag: Option<crate::engine::memo::Tag>,
+}
+
 impl Engine {
     /// Checks an HTTP request: its route gives the action and resource, then the engine decides.
     pub fn authorize_http(
@@ -70,7 +76,35 @@ impl Engine {
         unmatched: Unmatched,
         now: u64,
     ) -> HttpDecision {
+        let early = self.early(headers);
+        self.authorize_http_early(early, method, path, query, headers, unmatched, now)
+    }
+
+    /// The first step of a decision, taken from the credential headers alone: the policy in force
+    /// and the credential's memo tag, with the memo's lines on their way. A caller with other work
+    /// to do before [`Self::authorize_http_early`] (reading the original request from a proxy's
+    /// headers) takes it first, so that work hides a cache miss (see `prefetch`).
+    pub(crate) fn early(&self, headers: &HeaderMap) -> Early {
         let state = self.policy_now();
+        let tag = self.memo_tag_headers(&state, headers);
+        Early { state, tag }
+    }
+
+    /// [`Self::authorize_http_at`] after [`Self::early`] on the same `headers`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn authorize_http_early(
+        &self,
+        early: Early,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        unmatched: Unmatched,
+        now: u64,
+    ) -> HttpDecision {
+        let Early { state, tag } = early;
+        // The key entry and its owner load while the route resolves.
+        let tag = self.memo_tag_for_query(&state, tag, query);
         let deny = |reason: Reason| {
             let d = Deny {
                 reason,
@@ -80,8 +114,6 @@ impl Engine {
             let r = self.deny_response(&d);
             HttpDecision::Deny(d, r)
         };
-        // The memo's set loads while the route resolves.
-        let tag = self.memo_tag(&state, headers, query);
         let target = match state.routes().resolve(method, path, query) {
             Ok(t) => t,
             Err(RouteMiss::NoRoute) if unmatched == Unmatched::PassThrough => {

@@ -923,7 +923,7 @@ fn handle(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
                     path: rest,
                     query: req.uri().query(),
                 };
-                return forward_auth(shared, req.headers(), Ok(original), Mode::Relay, true);
+                return forward_auth(shared, req.headers(), || Ok(original), Mode::Relay, true);
             }
         }
     }
@@ -931,14 +931,14 @@ fn handle(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
         "/auth" => forward_auth(
             shared,
             req.headers(),
-            original(shared, req),
+            || original(shared, req),
             Mode::Relay,
             true,
         ),
         "/auth/nginx" => forward_auth(
             shared,
             req.headers(),
-            original(shared, req),
+            || original(shared, req),
             Mode::Nginx,
             true,
         ),
@@ -946,7 +946,7 @@ fn handle(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
         "/auth/nginx/deny" => forward_auth(
             shared,
             req.headers(),
-            original(shared, req),
+            || original(shared, req),
             Mode::Relay,
             false,
         ),
@@ -1033,15 +1033,17 @@ fn original<'a>(shared: &Shared, req: &'a Request<Incoming>) -> Result<Original<
     })
 }
 
-fn forward_auth(
+fn forward_auth<'a>(
     shared: &Shared,
     headers: &HeaderMap,
-    original: Result<Original<'_>, &'static str>,
+    original: impl FnOnce() -> Result<Original<'a>, &'static str>,
     mode: Mode,
     record: bool,
 ) -> Response<Body> {
     let started = Instant::now();
-    let original = match original {
+    // The credential's memo lines load while the original request is read (see `prefetch`).
+    let early = shared.engine.early(headers);
+    let original = match original() {
         Ok(o) => o,
         Err(why) => {
             if record {
@@ -1060,7 +1062,8 @@ fn forward_auth(
             return json_error(status, "bad_original_request", why);
         }
     };
-    let decision = shared.engine.authorize_http_at(
+    let decision = shared.engine.authorize_http_early(
+        early,
         &original.method,
         original.path,
         original.query,
