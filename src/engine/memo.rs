@@ -309,6 +309,7 @@ impl Memo {
     /// Starts loading the key entry and its owner's lines of the way `tag` would be found in (its
     /// set's line was prefetched by [`Memo::prefetch`] a moment before; see [`crate::prefetch`]).
     /// Only hints: nothing is checked or used.
+    #[cfg(feature = "tower")]
     pub(crate) fn prefetch_entry(&self, tag: &Tag) {
         let _ = MEMOS.try_with(|memos| {
             let Ok(memos) = memos.try_borrow() else {

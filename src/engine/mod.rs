@@ -437,6 +437,7 @@ impl Engine {
 
     /// The memo's tag of a request's credential headers alone (its query must pass
     /// [`Self::memo_tag_for_query`] before the tag is used), its set's line on its way.
+    #[cfg(feature = "tower")]
     pub(crate) fn memo_tag_headers(
         &self,
         state: &PolicyState,
@@ -449,6 +450,7 @@ impl Engine {
 
     /// `tag` (from [`Self::memo_tag_headers`]) if the request's query may be memoised too; then
     /// starts loading the key entry it is remembered with and its owner's lines (see `memo`).
+    #[cfg(feature = "tower")]
     pub(crate) fn memo_tag_for_query(
         &self,
         state: &PolicyState,
