@@ -152,6 +152,13 @@ impl ThreadMemo {
     }
 }
 
+/// Starts loading the first two lines of the owner entry at address `owner` (a slot's
+/// `ThreadMemo::owners`): its header and first binding (see `cache`'s layout test).
+fn prefetch_owner(owner: usize) {
+    crate::prefetch::line(std::ptr::without_provenance::<u8>(owner));
+    crate::prefetch::line(std::ptr::without_provenance::<u8>(owner.wrapping_add(64)));
+}
+
 /// The tag of one request's credential headers.
 #[derive(Clone, Copy)]
 pub(crate) struct Tag {
@@ -294,14 +301,20 @@ impl Memo {
     /// Starts loading the set `tag` would be found in (see [`crate::prefetch`]): a caller with work
     /// to do before [`Memo::with`] (resolving the route) overlaps the set's cache miss with it.
     pub(crate) fn prefetch(&self, tag: &Tag) {
+        self.peek(|mine| {
+            let at = mine.set(tag.lo);
+            crate::prefetch::line(&mine.sets[at]);
+            crate::prefetch::line(&mine.owners[at * WAYS]);
+        });
+    }
+
+    /// Calls `f` with this thread's table for this memo, if it has one.
+    fn peek(&self, f: impl FnOnce(&ThreadMemo)) {
         let _ = MEMOS.try_with(|memos| {
-            let Ok(memos) = memos.try_borrow() else {
-                return;
-            };
-            if let Some(mine) = memos.iter().find(|m| m.memo == self.id) {
-                let at = mine.set(tag.lo);
-                crate::prefetch::line(&mine.sets[at]);
-                crate::prefetch::line(&mine.owners[at * WAYS]);
+            if let Ok(memos) = memos.try_borrow() {
+                if let Some(mine) = memos.iter().find(|m| m.memo == self.id) {
+                    f(mine);
+                }
             }
         });
     }
@@ -311,21 +324,14 @@ impl Memo {
     /// Only hints: nothing is checked or used.
     #[cfg(feature = "tower")]
     pub(crate) fn prefetch_entry(&self, tag: &Tag) {
-        let _ = MEMOS.try_with(|memos| {
-            let Ok(memos) = memos.try_borrow() else {
-                return;
-            };
-            if let Some(mine) = memos.iter().find(|m| m.memo == self.id) {
-                let at = mine.set(tag.lo);
-                let set = &mine.sets[at];
-                if let Some(w) = set.find(tag.lo) {
-                    if let Some(e) = &set.ways[w] {
-                        crate::prefetch::line(Arc::as_ptr(&e.key));
-                    }
-                    let owner = mine.owners[at * WAYS + w];
-                    crate::prefetch::line(std::ptr::without_provenance::<u8>(owner));
-                    crate::prefetch::line(std::ptr::without_provenance::<u8>(owner + 64));
+        self.peek(|mine| {
+            let at = mine.set(tag.lo);
+            let set = &mine.sets[at];
+            if let Some(w) = set.find(tag.lo) {
+                if let Some(e) = &set.ways[w] {
+                    crate::prefetch::line(Arc::as_ptr(&e.key));
                 }
+                prefetch_owner(mine.owners[at * WAYS + w]);
             }
         });
     }
@@ -350,9 +356,7 @@ impl Memo {
                     return None;
                 }
                 // The owner entry's header and first binding, loading beside the key entry.
-                let owner = mine.owners[at * WAYS + w];
-                crate::prefetch::line(std::ptr::without_provenance::<u8>(owner));
-                crate::prefetch::line(std::ptr::without_provenance::<u8>(owner + 64));
+                prefetch_owner(mine.owners[at * WAYS + w]);
                 let style = e.style();
                 if e.generation() != generation || e.key.is_retired() || style.is_none() {
                     // Of no further use, and it holds the old key entry: free the slot.

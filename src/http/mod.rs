@@ -9,6 +9,7 @@ pub mod admin;
 #[cfg(feature = "server")]
 mod clock;
 pub mod layer;
+#[cfg(feature = "server")]
 pub mod log;
 #[cfg(feature = "server")]
 pub mod metrics;
@@ -62,21 +63,8 @@ impl Engine {
         headers: &HeaderMap,
         unmatched: Unmatched,
     ) -> HttpDecision {
-        let now = crate::engine::unix_now();
-        self.authorize_http_at(method, path, query, headers, unmatched, now)
-    }
-
-    /// [`Self::authorize_http`] at `now` (unix seconds), for a caller that has read the clock.
-    pub(crate) fn authorize_http_at(
-        &self,
-        method: &Method,
-        path: &str,
-        query: Option<&str>,
-        headers: &HeaderMap,
-        unmatched: Unmatched,
-        now: u64,
-    ) -> HttpDecision {
         let early = self.early(headers);
+        let now = crate::engine::unix_now();
         self.authorize_http_early(early, method, path, query, headers, unmatched, now)
     }
 
@@ -90,7 +78,8 @@ impl Engine {
         Early { state, tag }
     }
 
-    /// [`Self::authorize_http_at`] after [`Self::early`] on the same `headers`.
+    /// [`Self::authorize_http`] after [`Self::early`] on the same `headers`, at `now` (unix seconds,
+    /// for a caller that has read the clock).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn authorize_http_early(
         &self,
