@@ -1307,7 +1307,7 @@ fn unknown_layout_version_is_refused() -> TestResult {
     let path = dir.path().join("db");
     drop(KeyTable::open(&path, StoreOptions::default())?);
     {
-        let db = sled::open(&path)?;
+        let db = sled_reopen(&path)?;
         let mut magic = b"keyward".to_vec();
         magic.extend_from_slice(&99u32.to_be_bytes());
         db.insert(b"\x00magic", magic)?;
@@ -1339,7 +1339,7 @@ fn corrupt_stored_record_is_reported() -> TestResult {
         t.create_key(Actor::Cli, NewKey::new(owner, "k"))?.0.id
     };
     {
-        let db = sled::open(&path)?;
+        let db = sled_reopen(&path)?;
         // Layout 2: the record lives under its hash, which the id index (0x03) holds.
         let mut k = vec![0x03];
         k.extend_from_slice(&key_id.to_be_bytes());
@@ -1645,12 +1645,30 @@ fn table_to_migrate(
 }
 
 /// Rewrites the current layout's key entries as layout `version` (1 or 2) wrote them.
+/// `sled::open` on a database this test dropped a moment ago: sled's background threads can hold
+/// its file lock a little longer (`KeyTable::open` waits for it the same way, ~200 ms; a loaded
+/// machine can take longer).
+fn sled_reopen(path: &std::path::Path) -> sled::Result<sled::Db> {
+    let mut tries = 0;
+    loop {
+        match sled::open(path) {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && tries < 250 =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn rewrite_as_layout(
     path: &std::path::Path,
     before: &[KeyRecord],
     version: u32,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let db = sled::open(path)?;
+    let db = sled_reopen(path)?;
     for rec in before {
         let mut id_key = vec![0x03];
         id_key.extend_from_slice(&rec.id.to_be_bytes());
@@ -1708,7 +1726,7 @@ fn older_layouts_are_migrated_on_open() -> TestResult {
         let t = KeyTable::open(&path, StoreOptions::default())?;
         assert_eq!(t.list_keys()?.len(), before.len() - 1, "layout {version}");
         drop(t);
-        let db = sled::open(&path)?;
+        let db = sled_reopen(&path)?;
         let stray = db
             .scan_prefix([0x04])
             .keys()
