@@ -922,6 +922,18 @@ mod tests {
         assert_eq!(&*sink.0.lock(), b"one line\n");
     }
 
+    /// A writer to a fresh sink, and the direct decision sink on it (every level).
+    fn direct_sink() -> (Sink, LogWriter, LogWriterGuard, DecisionSink) {
+        let sink = Sink::default();
+        let (writer, guard) = LogWriter::new(sink.clone()).expect("writer");
+        let direct = DecisionSink::Direct {
+            writer: writer.clone(),
+            info: true,
+            warn: true,
+        };
+        (sink, writer, guard, direct)
+    }
+
     /// Waits until `sink` holds `lines` lines (or fails after a second).
     fn lines_in(sink: &Sink, lines: usize) -> Vec<String> {
         for _ in 0..100 {
@@ -948,13 +960,7 @@ mod tests {
     #[test]
     fn staged_lines_are_handed_over_in_order() {
         use std::io::Write as _;
-        let sink = Sink::default();
-        let (writer, _guard) = LogWriter::new(sink.clone()).expect("writer");
-        let direct = DecisionSink::Direct {
-            writer: writer.clone(),
-            info: true,
-            warn: true,
-        };
+        let (sink, writer, _guard, direct) = direct_sink();
         std::thread::scope(|s| {
             s.spawn(|| {
                 stage_lines_on_this_thread();
@@ -1047,13 +1053,7 @@ mod tests {
                 detail: "the original method is invalid",
             },
         ];
-        let sink = Sink::default();
-        let (writer, guard) = LogWriter::new(sink.clone()).expect("writer");
-        let direct = DecisionSink::Direct {
-            writer: writer.clone(),
-            info: true,
-            warn: true,
-        };
+        let (sink, writer, guard, direct) = direct_sink();
         for e in &events {
             e.log(&direct);
         }
