@@ -4,9 +4,9 @@
 //! With 100,000 keys, 10,000 of them in turn, a remembered credential's decision reads four cache
 //! lines that are mostly out of the processor's caches (the memo's set, the key entry, the
 //! principal entry's header and first binding), one after the other: each is a trip to memory.
-//! The memo's set is known as soon as the credential's tag is, before the route is resolved; the
-//! principal's two lines as soon as the memo's set is read (it keeps the address of each entry's
-//! owner), so they load beside the key entry instead of after it.
+//! The memo's set is known as soon as the credential's tag is, before the proxy's headers are read;
+//! the key entry and the principal's two lines as soon as the set is read (it keeps the address of
+//! each entry's owner), before the route is resolved: by the decision all four are in the caches.
 
 /// Asks the processor to load the cache line holding `p` into all its caches. Does nothing on
 /// targets without a stable prefetch instruction.

@@ -300,6 +300,7 @@ impl Memo {
 
     /// Starts loading the set `tag` would be found in (see [`crate::prefetch`]): a caller with work
     /// to do before [`Memo::with`] (resolving the route) overlaps the set's cache miss with it.
+    #[cfg(feature = "tower")]
     pub(crate) fn prefetch(&self, tag: &Tag) {
         self.peek(|mine| {
             let at = mine.set(tag.lo);
@@ -309,6 +310,7 @@ impl Memo {
     }
 
     /// Calls `f` with this thread's table for this memo, if it has one.
+    #[cfg(feature = "tower")]
     fn peek(&self, f: impl FnOnce(&ThreadMemo)) {
         let _ = MEMOS.try_with(|memos| {
             if let Ok(memos) = memos.try_borrow() {

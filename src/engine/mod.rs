@@ -411,28 +411,15 @@ impl Engine {
     ///
     /// A credential this thread has read before under this policy skips decoding, hashing and the
     /// key cache's lookup (the memo: a keyed tag of its headers → its key entry, no secret; about
-    /// 2.5 MB per thread and engine at most, held by each thread that decides).
+    /// 3 MB per thread and engine at most, held by each thread that decides).
     pub fn authorize(&self, req: &Request<'_>) -> Decision {
         self.authorize_in(&self.state.load(), req)
     }
 
-    /// [`Self::authorize`] under `state` (the HTTP front matches the route under the same policy).
+    /// [`Self::authorize`] under `state`.
     pub(crate) fn authorize_in(&self, state: &PolicyState, req: &Request<'_>) -> Decision {
-        let tag = self.memo_tag(state, req.headers, req.query);
+        let tag = self.memo.tag(&state.styles, req.headers, req.query);
         self.authorize_tagged(state, req, tag, unix_now())
-    }
-
-    /// The memo's tag of a request's credential headers (see `memo`), its set's cache line on its
-    /// way: a caller that has other work to do before [`Self::authorize_tagged`] hides that miss.
-    pub(crate) fn memo_tag(
-        &self,
-        state: &PolicyState,
-        headers: &HeaderMap,
-        query: Option<&str>,
-    ) -> Option<memo::Tag> {
-        let tag = self.memo.tag(&state.styles, headers, query)?;
-        self.memo.prefetch(&tag);
-        Some(tag)
     }
 
     /// The memo's tag of a request's credential headers alone (its query must pass
@@ -462,8 +449,8 @@ impl Engine {
         Some(tag)
     }
 
-    /// [`Self::authorize_in`] with the tag [`Self::memo_tag`] gave for `req`'s headers and query, at
-    /// `now` (unix seconds: a caller that has read the clock for the request passes that reading).
+    /// [`Self::authorize_in`] with the memo's tag of `req`'s headers and query (`None`: not
+    /// memoised), at `now` (unix seconds: a caller that has read the clock passes that reading).
     pub(crate) fn authorize_tagged(
         &self,
         state: &PolicyState,

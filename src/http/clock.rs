@@ -19,27 +19,22 @@ thread_local! {
 
 /// The time since the Unix epoch at the monotonic reading `at` (taken by this thread moments ago).
 pub(crate) fn since_epoch(at: Instant) -> Duration {
-    let fresh = || {
-        let pair = (
-            Instant::now(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default(),
-        );
-        (pair, true)
-    };
-    let ((mono, wall), renewed) = ANCHOR
+    let kept = ANCHOR
         .try_with(Cell::get)
         .ok()
         .flatten()
         .filter(|(mono, _)| {
             at.checked_duration_since(*mono)
                 .is_some_and(|d| d < ANCHOR_FOR)
-        })
-        .map_or_else(fresh, |pair| (pair, false));
-    if renewed {
-        let _ = ANCHOR.try_with(|a| a.set(Some((mono, wall))));
-    }
+        });
+    let (mono, wall) = kept.unwrap_or_else(|| {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let pair = (Instant::now(), wall);
+        let _ = ANCHOR.try_with(|a| a.set(Some(pair)));
+        pair
+    });
     // `at` is at or after `mono` for a kept pair; a fresh pair was read after `at`.
     match at.checked_duration_since(mono) {
         Some(after) => wall + after,
