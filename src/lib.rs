@@ -15,6 +15,7 @@ mod text;
 pub mod token;
 
 pub use engine::{Decision, Engine, EngineOptions, Reason, Request};
+pub use text::Name;
 
 /// The README's examples, compiled and run as doctests so they cannot rot.
 #[doc = include_str!("../README.md")]

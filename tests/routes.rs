@@ -28,8 +28,8 @@ fn requests_to_targets() {
     assert_eq!(table.len(), 7);
     let ok = |action: &str, resource: &str| {
         Ok(Target {
-            action: action.to_string(),
-            resource: resource.to_string(),
+            action: action.into(),
+            resource: resource.into(),
         })
     };
     type Row<'a> = (Method, &'a str, Option<&'a str>, Result<Target, RouteMiss>);

@@ -35,6 +35,7 @@ use crate::diag::Report;
 use crate::policy::model::Unauthenticated;
 use crate::policy::{self, Policy};
 use crate::store::{KeyTable, PrincipalId, StoreError, StoreOptions};
+use crate::text::Name;
 use crate::token::{self, KeyFormat, TokenError};
 use cache::{Cache, CachedKey, CachedPrincipal, IdText, SmallText};
 
@@ -766,18 +767,14 @@ impl Engine {
             Outcome::Allow(via) => {
                 let (role, granted_at) = match via {
                     Via::Binding(i) => {
-                        // Fresh copies, not clones: a clone writes the shared count of an Arc
-                        // that every thread deciding for this role (or binding) also writes, and
-                        // that line then moves between cores on every decision. Two small
-                        // allocations from this thread's heap cost less.
                         let b = &bindings[i];
-                        let role = Arc::from(compiled.role_name(b.role).map_or("", |r| &**r));
-                        (role, Arc::from(b.scope.as_str()))
+                        let role = Name::new(compiled.role_name(b.role).map_or("", |r| &**r));
+                        (role, Name::new(b.scope.as_str()))
                     }
                     Via::SelfAccess => {
                         let (kind, id) = parsed.first();
                         let kind = &compiled.model().kinds[kind as usize].name;
-                        (Arc::from("self"), Arc::from(format!("{kind}:{id}")))
+                        (Name::new("self"), Name::from(format!("{kind}:{id}")))
                     }
                 };
                 Decision::Allow(Allow {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::credential::{CredentialError, Style};
 use crate::decision::ResourceError;
 use crate::store::{KeyId, PrincipalId};
+use crate::text::Name;
 use crate::token::TokenError;
 
 /// The answer to one request.
@@ -40,9 +41,9 @@ pub struct Allow {
     /// The key it used (its id, never its secret).
     pub key: KeyId,
     /// The role that granted the action, or `self` for self access.
-    pub role: Arc<str>,
+    pub role: Name,
     /// The scope instance the granting role is bound at (or the principal's own account).
-    pub granted_at: Arc<str>,
+    pub granted_at: Name,
     /// How the credential arrived.
     pub style: Style,
     /// The workspace the request acts on (seats.io), if any.

@@ -8,6 +8,7 @@ use ::http::Method;
 
 use super::path::{normalize, PathError};
 use crate::policy::model::{Model, TemplatePart};
+use crate::text::{Name, NameBuf};
 
 /// Why a request matched no route.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,13 +27,13 @@ pub enum RouteMiss {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     /// The action name.
-    pub action: String,
+    pub action: Name,
     /// The resource path with the parameters filled in.
-    pub resource: String,
+    pub resource: Name,
 }
 
 struct Compiled {
-    action: String,
+    action: Name,
     /// The template with path parameter names replaced by their positions.
     resource: Vec<Part>,
 }
@@ -71,7 +72,7 @@ impl RouteTable {
         for route in &model.routes {
             let idx = table.routes.len();
             table.routes.push(Compiled {
-                action: model.actions[route.action as usize].name.clone(),
+                action: Name::new(&model.actions[route.action as usize].name),
                 resource: route
                     .resource
                     .iter()
@@ -132,7 +133,7 @@ impl RouteTable {
             .or_else(|| self.any.at(&path).ok())
             .ok_or(RouteMiss::NoRoute)?;
         let route = &self.routes[*found.value];
-        let mut resource = String::with_capacity(64);
+        let mut resource = NameBuf::new();
         for part in &route.resource {
             match part {
                 Part::Literal(l) => resource.push_str(l),
@@ -159,7 +160,7 @@ impl RouteTable {
         }
         Ok(Target {
             action: route.action.clone(),
-            resource,
+            resource: resource.finish(),
         })
     }
 }
@@ -172,7 +173,7 @@ fn param_names(path: &str) -> impl Iterator<Item = &str> {
         .map(|(name, _)| name.trim_start_matches('*'))
 }
 
-fn push_value(out: &mut String, name: &str, v: &str) -> Result<(), RouteMiss> {
+fn push_value(out: &mut NameBuf, name: &str, v: &str) -> Result<(), RouteMiss> {
     let shape_changing = |c: char| c == '/' || c == ':' || c.is_whitespace() || c.is_control();
     let bad = if v.is_ascii() {
         v.bytes().any(|b| shape_changing(char::from(b)))

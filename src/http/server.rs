@@ -1062,6 +1062,7 @@ fn forward_auth<'a>(
             return json_error(status, "bad_original_request", why);
         }
     };
+    let started_at = super::clock::since_epoch(started);
     let decision = shared.engine.authorize_http_early(
         early,
         &original.method,
@@ -1069,11 +1070,10 @@ fn forward_auth<'a>(
         original.query,
         headers,
         shared.opts.unmatched,
-        super::clock::since_epoch(started).as_secs(),
+        started_at.as_secs(),
     );
     if record {
-        let ended = Instant::now();
-        let took = ended.saturating_duration_since(started);
+        let took = started.elapsed();
         let micros = took.as_micros() as u64;
         let (method, path) = (original.method.as_str(), clip(original.path));
         let event = match &decision {
@@ -1112,10 +1112,7 @@ fn forward_auth<'a>(
             }
         };
         if shared.opts.log_decisions {
-            event.log_at(
-                &shared.opts.decision_sink,
-                Some(super::clock::since_epoch(ended)),
-            );
+            event.log_at(&shared.opts.decision_sink, Some(started_at + took));
         }
     }
     // Answer (after the log line: the time to decide is the decision's alone).
