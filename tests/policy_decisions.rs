@@ -582,6 +582,6 @@ fn resource_errors_name_the_problem() {
     }
     let ok = c
         .parse_resource("project:p1/scene:s1/session:é-1")
-        .map(|r| r.segments().iter().map(|(_, id)| *id).collect::<Vec<_>>());
+        .map(|r| r.segments().map(|(_, id)| id).collect::<Vec<_>>());
     assert_eq!(ok, Ok(vec!["p1", "s1", "é-1"]));
 }

@@ -918,38 +918,15 @@ fn handle(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
     if let Some(prefix) = &shared.opts.envoy_prefix {
         if let Some(rest) = path.strip_prefix(prefix.as_str()) {
             if rest.starts_with('/') {
-                let original = Original {
-                    method: req.method().clone(),
-                    path: rest,
-                    query: req.uri().query(),
-                };
-                return forward_auth(shared, req.headers(), || Ok(original), Mode::Relay, true);
+                return forward_auth(shared, req, Some(rest), Mode::Relay, true);
             }
         }
     }
     match path {
-        "/auth" => forward_auth(
-            shared,
-            req.headers(),
-            || original(shared, req),
-            Mode::Relay,
-            true,
-        ),
-        "/auth/nginx" => forward_auth(
-            shared,
-            req.headers(),
-            || original(shared, req),
-            Mode::Nginx,
-            true,
-        ),
+        "/auth" => forward_auth(shared, req, None, Mode::Relay, true),
+        "/auth/nginx" => forward_auth(shared, req, None, Mode::Nginx, true),
         // nginx's `error_page` asks again for the response to send: already counted and logged.
-        "/auth/nginx/deny" => forward_auth(
-            shared,
-            req.headers(),
-            || original(shared, req),
-            Mode::Relay,
-            false,
-        ),
+        "/auth/nginx/deny" => forward_auth(shared, req, None, Mode::Relay, false),
         "/healthz" => text(
             StatusCode::OK,
             "text/plain; charset=utf-8",
@@ -1033,17 +1010,30 @@ fn original<'a>(shared: &Shared, req: &'a Request<Incoming>) -> Result<Original<
     })
 }
 
-fn forward_auth<'a>(
+/// Answers a forward-auth request: about the request the proxy's headers describe, or (Envoy, with
+/// `envoy_path` the path after the configured prefix) about the request's own method and URI.
+/// Not inlined: one copy for every endpoint, its cold paths apart from the hot one.
+#[inline(never)]
+fn forward_auth(
     shared: &Shared,
-    headers: &HeaderMap,
-    original: impl FnOnce() -> Result<Original<'a>, &'static str>,
+    req: &Request<Incoming>,
+    envoy_path: Option<&str>,
     mode: Mode,
     record: bool,
 ) -> Response<Body> {
+    let headers = req.headers();
     let started = Instant::now();
     // The credential's memo lines load while the original request is read (see `prefetch`).
     let early = shared.engine.early(headers);
-    let original = match original() {
+    let original = match envoy_path {
+        Some(path) => Ok(Original {
+            method: req.method().clone(),
+            path,
+            query: req.uri().query(),
+        }),
+        None => original(shared, req),
+    };
+    let original = match original {
         Ok(o) => o,
         Err(why) => {
             if record {
@@ -1169,9 +1159,9 @@ thread_local! {
 
 /// `X-Keyward-Principal`, `-Key` and `-Role` (left out if the role cannot be a header value).
 fn identity_headers(principal: u64, key: u64, role: &str) -> HeaderMap {
-    let mut h = IDENTITY_HEADERS
-        .try_with(HeaderMap::clone)
-        .unwrap_or_else(|_| HeaderMap::with_capacity(8));
+    let Ok(mut h) = IDENTITY_HEADERS.try_with(HeaderMap::clone) else {
+        return identity_headers_inserted(principal, key, role);
+    };
     let mut role = role_header(role);
     let role_ok = role.is_some();
     for (name, value) in h.iter_mut() {
@@ -1185,17 +1175,27 @@ fn identity_headers(principal: u64, key: u64, role: &str) -> HeaderMap {
             }
         }
     }
-    if h.is_empty() {
-        // No template on this thread (it is being torn down): insert them one by one.
-        h.insert(X_KEYWARD_PRINCIPAL, HeaderValue::from(principal));
-        h.insert(X_KEYWARD_KEY, HeaderValue::from(key));
-        if let Some(r) = role {
-            h.insert(X_KEYWARD_ROLE, r);
-        }
-    } else if !role_ok {
-        h.remove(X_KEYWARD_ROLE);
+    if !role_ok {
+        without_role(&mut h);
     }
     h
+}
+
+/// [`identity_headers`] on a thread without its template (it is being torn down).
+#[cold]
+fn identity_headers_inserted(principal: u64, key: u64, role: &str) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(8);
+    h.insert(X_KEYWARD_PRINCIPAL, HeaderValue::from(principal));
+    h.insert(X_KEYWARD_KEY, HeaderValue::from(key));
+    if let Some(r) = role_header(role) {
+        h.insert(X_KEYWARD_ROLE, r);
+    }
+    h
+}
+
+#[cold]
+fn without_role(h: &mut HeaderMap) {
+    h.remove(X_KEYWARD_ROLE);
 }
 
 thread_local! {
