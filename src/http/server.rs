@@ -212,7 +212,7 @@ pub fn run(mut opts: ServeOptions) -> Result<(), ServeError> {
     // Lines are batched for a background thread (never dropped: a writer that falls behind makes
     // loggers wait); the guard writes what is left when `run` returns. A line reaches stderr within
     // 20 ms (see `http::log::LogWriter`) of its hand-over: at once for most lines, and for the
-    // decision lines a worker stages, when it goes idle or every 16 KB or 64 requests.
+    // decision lines a worker stages, when it goes idle or every 4 KB or 64 requests.
     let (writer, _flush_on_return) =
         super::log::LogWriter::new(io::stderr()).map_err(ServeError::Runtime)?;
     {
