@@ -48,9 +48,9 @@ impl<const N: usize> fmt::Debug for InlineStr<N> {
 const NAME_INLINE: usize = 38;
 
 /// A role name, a scope instance, an action or a resource in a decision, read as `str`: inline up
-/// to 38 bytes, shared beyond. A decision hands out fresh ones: copying a short name inline costs less than allocating
-/// one, and far less than cloning an `Arc` whose count every thread deciding for the same role
-/// writes (that line would move between cores on every decision).
+/// to 38 bytes, shared beyond. A decision hands out fresh ones: copying a short name inline costs
+/// less than allocating one, and far less than cloning an `Arc` whose count every thread deciding
+/// for the same role writes (that line would move between cores on every decision).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Name(InlineStr<NAME_INLINE>);
 
@@ -67,14 +67,13 @@ impl Name {
     }
 }
 
-/// A [`Name`] being written: on the stack while it fits inline (a route's resource).
-#[cfg(feature = "tower")]
+/// A [`Name`] being written in pieces (a route's resource, a self-access scope): on the stack
+/// while it fits inline.
 pub(crate) enum NameBuf {
     Inline(arrayvec::ArrayString<NAME_INLINE>),
     Heap(String),
 }
 
-#[cfg(feature = "tower")]
 impl NameBuf {
     pub(crate) fn new() -> Self {
         NameBuf::Inline(arrayvec::ArrayString::new())
@@ -209,7 +208,6 @@ mod tests {
             assert_eq!(Name::new(&text).as_str(), text);
             assert_eq!(Name::from(text.clone()), text.as_str());
             // Written in pieces, crossing the inline limit anywhere.
-            #[cfg(feature = "tower")]
             for cut in [0, len / 3, len / 2, len] {
                 let mut buf = NameBuf::new();
                 buf.push_str(&text[..cut]);

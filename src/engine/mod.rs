@@ -35,7 +35,7 @@ use crate::diag::Report;
 use crate::policy::model::Unauthenticated;
 use crate::policy::{self, Policy};
 use crate::store::{KeyTable, PrincipalId, StoreError, StoreOptions};
-use crate::text::Name;
+use crate::text::{Name, NameBuf};
 use crate::token::{self, KeyFormat, TokenError};
 use cache::{Cache, CachedKey, CachedPrincipal, IdText, SmallText};
 
@@ -774,7 +774,11 @@ impl Engine {
                     Via::SelfAccess => {
                         let (kind, id) = parsed.first();
                         let kind = &compiled.model().kinds[kind as usize].name;
-                        (Name::new("self"), Name::from(format!("{kind}:{id}")))
+                        let mut scope = NameBuf::new();
+                        for part in [kind.as_str(), ":", id] {
+                            scope.push_str(part);
+                        }
+                        (Name::new("self"), scope.finish())
                     }
                 };
                 Decision::Allow(Allow {

@@ -1176,7 +1176,7 @@ fn identity_headers(principal: u64, key: u64, role: &str) -> HeaderMap {
         }
     }
     if !role_ok {
-        without_role(&mut h);
+        h.remove(X_KEYWARD_ROLE);
     }
     h
 }
@@ -1191,11 +1191,6 @@ fn identity_headers_inserted(principal: u64, key: u64, role: &str) -> HeaderMap 
         h.insert(X_KEYWARD_ROLE, r);
     }
     h
-}
-
-#[cold]
-fn without_role(h: &mut HeaderMap) {
-    h.remove(X_KEYWARD_ROLE);
 }
 
 thread_local! {
