@@ -16,7 +16,7 @@
 //! **Invariant:** a line is written with one `write_all` to the writer, so lines from concurrent
 //! workers never interleave.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -43,13 +43,17 @@ impl<W> DecisionLog<W> {
 }
 
 thread_local! {
-    /// The line being built, and the last whole second formatted with its `YYYY-MM-DDTHH:MM:SS`.
-    static LINE: RefCell<(String, u64, String)> = RefCell::new((String::with_capacity(512), u64::MAX, String::new()));
+    /// The line being built (for lines that are not staged).
+    static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
+    /// The last whole second formatted, with its `YYYY-MM-DDTHH:MM:SS`.
+    static STAMP: Cell<(u64, Stamp)> = const { Cell::new((u64::MAX, Stamp::new_const())) };
 }
 
-/// Builds one line in this thread's buffer (timestamp, level, target, then what `fields` appends,
-/// then a newline) and hands it to `out`. The timestamp is `at` (since the Unix epoch), or now.
-/// Does nothing when re-entered from a writer that logs.
+/// A second as `YYYY-MM-DDTHH:MM:SS`.
+type Stamp = arrayvec::ArrayString<19>;
+
+/// Builds one line in this thread's buffer (see [`write_line`]) and hands it to `out`. Does nothing
+/// when re-entered from a writer that logs.
 fn with_line(
     level: Level,
     at: Option<std::time::Duration>,
@@ -57,36 +61,52 @@ fn with_line(
     out: impl FnOnce(&[u8]),
 ) {
     LINE.with(|cell| {
-        let Ok(mut cell) = cell.try_borrow_mut() else {
+        let Ok(mut line) = cell.try_borrow_mut() else {
             return; // re-entered from a writer that logs: drop rather than panic
         };
-        let (line, second, stamp) = &mut *cell;
         line.clear();
-        let now = at.unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-        });
-        if now.as_secs() != *second {
-            *second = now.as_secs();
-            stamp.clear();
-            civil_time(now.as_secs(), stamp);
-        }
-        line.push_str(stamp);
-        let micros = now.subsec_micros();
-        line.push('.');
-        for div in [100_000, 10_000, 1_000, 100, 10, 1] {
-            line.push(char::from(b'0' + (micros / div % 10) as u8));
-        }
-        line.push_str("Z ");
-        line.push_str(level_text(level));
-        line.push(' ');
-        line.push_str(TARGET);
-        line.push(':');
-        fields(line);
-        line.push('\n');
+        write_line(&mut line, level, at, fields);
         out(line.as_bytes());
     });
+}
+
+/// Appends one line to `line`: the timestamp (`at` since the Unix epoch, or now), level, target,
+/// then what `fields` appends, then a newline.
+fn write_line(
+    line: &mut String,
+    level: Level,
+    at: Option<std::time::Duration>,
+    fields: impl FnOnce(&mut String),
+) {
+    let now = at.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+    });
+    let secs = now.as_secs();
+    let stamp = match STAMP.try_with(Cell::get) {
+        Ok((second, stamp)) if second == secs => stamp,
+        _ => {
+            let mut text = String::with_capacity(19);
+            civil_time(secs, &mut text);
+            let stamp = Stamp::from(&text).unwrap_or_default();
+            let _ = STAMP.try_with(|s| s.set((secs, stamp)));
+            stamp
+        }
+    };
+    line.push_str(&stamp);
+    let micros = now.subsec_micros();
+    line.push('.');
+    for div in [100_000, 10_000, 1_000, 100, 10, 1] {
+        line.push(char::from(b'0' + (micros / div % 10) as u8));
+    }
+    line.push_str("Z ");
+    line.push_str(level_text(level));
+    line.push(' ');
+    line.push_str(TARGET);
+    line.push(':');
+    fields(line);
+    line.push('\n');
 }
 
 impl<S, W> Layer<S> for DecisionLog<W>
@@ -201,12 +221,7 @@ impl DecisionEvent<'_> {
             DecisionSink::Direct { writer, info, warn } => {
                 let level = self.level();
                 if (level == Level::INFO && *info) || (level == Level::WARN && *warn) {
-                    with_line(
-                        level,
-                        at,
-                        |line| self.fields(line),
-                        |bytes| writer.append_decision(bytes),
-                    );
+                    writer.append_decision(level, at, |line| self.fields(line));
                 }
             }
         }
@@ -399,24 +414,30 @@ fn has_zero(v: u64) -> bool {
 
 /// True if every byte of `b` is in [`BARE`] (and `b` is not empty): eight bytes per step, the
 /// table for the rest. A decision line's values are ~70 bytes; byte by byte they took a third of
-/// the line's instructions.
+/// the line's instructions. (The rest padded to one more word took more: a copy of variable
+/// length.)
 fn all_bare(b: &[u8]) -> bool {
     let mut chunks = b.chunks_exact(8);
     for chunk in &mut chunks {
         let mut w = [0u8; 8];
         w.copy_from_slice(chunk);
-        let v = u64::from_ne_bytes(w);
-        // Below `!` (0x21): every lane minus 0x21 borrows into its top bit unless it was >= 0x21
-        // (lanes >= 0x80 are refused by the next test, so their top bit cannot mislead).
-        let low = v.wrapping_sub(lanes(0x21)) & !v & lanes(0x80) != 0;
-        let high = v & lanes(0x80) != 0 || has_zero(v ^ lanes(0x7f));
-        let special =
-            has_zero(v ^ lanes(b'=')) || has_zero(v ^ lanes(b'"')) || has_zero(v ^ lanes(b'\\'));
-        if low || high || special {
+        if !word_bare(u64::from_ne_bytes(w)) {
             return false;
         }
     }
     !b.is_empty() && chunks.remainder().iter().all(|&c| BARE[usize::from(c)])
+}
+
+/// True if every byte of `v` is in [`BARE`].
+#[inline]
+fn word_bare(v: u64) -> bool {
+    // Below `!` (0x21): every lane minus 0x21 borrows into its top bit unless it was >= 0x21
+    // (lanes >= 0x80 are refused by the next test, so their top bit cannot mislead).
+    let low = v.wrapping_sub(lanes(0x21)) & !v & lanes(0x80) != 0;
+    let high = v & lanes(0x80) != 0 || has_zero(v ^ lanes(0x7f));
+    let special =
+        has_zero(v ^ lanes(b'=')) || has_zero(v ^ lanes(b'"')) || has_zero(v ^ lanes(b'\\'));
+    !(low || high || special)
 }
 
 /// Appends `value` as a logfmt value: bare when it can be, quoted and escaped otherwise.
@@ -524,7 +545,8 @@ thread_local! {
 #[derive(Default)]
 struct Staged {
     to: Option<LogWriter>,
-    bytes: Vec<u8>,
+    /// Whole lines (a `String`, so that lines are formatted straight into it).
+    bytes: String,
     ticks: u32,
 }
 
@@ -533,7 +555,7 @@ impl Staged {
     fn hand_over(&mut self) {
         if let Some(to) = &self.to {
             if !self.bytes.is_empty() {
-                to.append_now(&self.bytes);
+                to.append_now(self.bytes.as_bytes());
                 self.bytes.clear();
             }
         }
@@ -702,14 +724,21 @@ impl LogWriter {
         self.append_now(line);
     }
 
-    /// Appends a decision line: staged if this thread stages (see [`stage_lines_on_this_thread`]).
-    pub(crate) fn append_decision(&self, line: &[u8]) {
-        let staged = STAGED.try_with(|s| {
+    /// Appends a decision line (see [`write_line`]): formatted straight into this thread's staged
+    /// lines if it stages (see [`stage_lines_on_this_thread`]).
+    pub(crate) fn append_decision(
+        &self,
+        level: Level,
+        at: Option<std::time::Duration>,
+        fields: impl FnOnce(&mut String),
+    ) {
+        let mut fields = Some(fields);
+        let _ = STAGED.try_with(|s| {
             let Ok(mut s) = s.try_borrow_mut() else {
-                return false; // re-entered while handing over: straight to the buffer
+                return; // re-entered while handing over: straight to the buffer
             };
             let Some(st) = s.as_mut() else {
-                return false;
+                return;
             };
             if st
                 .to
@@ -721,14 +750,15 @@ impl LogWriter {
                 st.to = None;
             }
             st.to.get_or_insert_with(|| self.clone());
-            st.bytes.extend_from_slice(line);
+            if let Some(fields) = fields.take() {
+                write_line(&mut st.bytes, level, at, fields);
+            }
             if st.bytes.len() >= STAGE_BYTES {
                 st.hand_over();
             }
-            true
         });
-        if staged != Ok(true) {
-            self.append_now(line);
+        if let Some(fields) = fields {
+            with_line(level, at, fields, |bytes| self.append_now(bytes));
         }
     }
 

@@ -719,7 +719,7 @@ async fn serve_connection(
     let mid_request = Arc::clone(&io.mid_request);
     let limits = shared.opts.limits;
     let s = Arc::clone(shared);
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         #[cfg(feature = "admin")]
         if let Some(admin) = admin_for(&s, req.uri().path()) {
             use tower::ServiceExt;
@@ -746,7 +746,7 @@ async fn serve_connection(
             });
             return fut;
         }
-        let resp = handle(&s, &req);
+        let resp = handle(&s, &mut req);
         let fut: ResponseFuture = Box::pin(async move { Ok::<_, Infallible>(resp) });
         fut
     });
@@ -911,14 +911,15 @@ enum Mode {
     Nginx,
 }
 
-fn handle(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
+fn handle(shared: &Shared, req: &mut Request<Incoming>) -> Response<Body> {
     // A worker that stages its log lines hands them over every so many requests, logged or not.
     super::log::tick();
     let path = req.uri().path();
     if let Some(prefix) = &shared.opts.envoy_prefix {
         if let Some(rest) = path.strip_prefix(prefix.as_str()) {
             if rest.starts_with('/') {
-                return forward_auth(shared, req, Some(rest), Mode::Relay, true);
+                let skip = path.len() - rest.len();
+                return forward_auth(shared, req, Some(skip), Mode::Relay, true);
             }
         }
     }
@@ -1011,13 +1012,13 @@ fn original<'a>(shared: &Shared, req: &'a Request<Incoming>) -> Result<Original<
 }
 
 /// Answers a forward-auth request: about the request the proxy's headers describe, or (Envoy, with
-/// `envoy_path` the path after the configured prefix) about the request's own method and URI.
+/// `envoy_skip` the length of the configured prefix) about the request's own method and URI.
 /// Not inlined: one copy for every endpoint, its cold paths apart from the hot one.
 #[inline(never)]
 fn forward_auth(
     shared: &Shared,
-    req: &Request<Incoming>,
-    envoy_path: Option<&str>,
+    req: &mut Request<Incoming>,
+    envoy_skip: Option<usize>,
     mode: Mode,
     record: bool,
 ) -> Response<Body> {
@@ -1025,10 +1026,10 @@ fn forward_auth(
     let started = Instant::now();
     // The credential's memo lines load while the original request is read (see `prefetch`).
     let early = shared.engine.early(headers);
-    let original = match envoy_path {
-        Some(path) => Ok(Original {
+    let original = match envoy_skip {
+        Some(skip) => Ok(Original {
             method: req.method().clone(),
-            path,
+            path: req.uri().path().get(skip..).unwrap_or("/"),
             query: req.uri().query(),
         }),
         None => original(shared, req),
@@ -1108,7 +1109,11 @@ fn forward_auth(
     // Answer (after the log line: the time to decide is the decision's alone).
     match decision {
         HttpDecision::Allow(allow, target) => {
-            let mut h = identity_headers(allow.principal, allow.key, &allow.role);
+            // The request's header map, emptied, holds the answer's: hyper parses the
+            // connection's next request into the answer's map, and the request's has room for
+            // a request's headers (a map made for three grew on every request there).
+            let mut h = std::mem::take(req.headers_mut());
+            identity_headers(&mut h, allow.principal, allow.key, &allow.role);
             if shared.opts.detail_headers {
                 put(&mut h, X_KEYWARD_SCOPE, &allow.granted_at);
                 put(&mut h, X_KEYWARD_ACTION, &target.action);
@@ -1145,52 +1150,15 @@ fn nginx_deny(authentication: bool, resp: &DenyResponse) -> Response<Body> {
     r
 }
 
-thread_local! {
-    /// The identity headers of an allowed answer with placeholder values: cloning the map and
-    /// setting three values costs half of hashing three names into a fresh one.
-    static IDENTITY_HEADERS: HeaderMap = {
-        let mut h = HeaderMap::with_capacity(8);
-        h.insert(X_KEYWARD_PRINCIPAL, HeaderValue::from_static("0"));
-        h.insert(X_KEYWARD_KEY, HeaderValue::from_static("0"));
-        h.insert(X_KEYWARD_ROLE, HeaderValue::from_static("-"));
-        h
-    };
-}
-
-/// `X-Keyward-Principal`, `-Key` and `-Role` (left out if the role cannot be a header value).
-fn identity_headers(principal: u64, key: u64, role: &str) -> HeaderMap {
-    let Ok(mut h) = IDENTITY_HEADERS.try_with(HeaderMap::clone) else {
-        return identity_headers_inserted(principal, key, role);
-    };
-    let mut role = role_header(role);
-    let role_ok = role.is_some();
-    for (name, value) in h.iter_mut() {
-        if name == X_KEYWARD_PRINCIPAL {
-            *value = HeaderValue::from(principal);
-        } else if name == X_KEYWARD_KEY {
-            *value = HeaderValue::from(key);
-        } else if name == X_KEYWARD_ROLE {
-            if let Some(r) = role.take() {
-                *value = r;
-            }
-        }
-    }
-    if !role_ok {
-        h.remove(X_KEYWARD_ROLE);
-    }
-    h
-}
-
-/// [`identity_headers`] on a thread without its template (it is being torn down).
-#[cold]
-fn identity_headers_inserted(principal: u64, key: u64, role: &str) -> HeaderMap {
-    let mut h = HeaderMap::with_capacity(8);
+/// Empties `h` and sets `X-Keyward-Principal`, `-Key` and `-Role` (left out if the role cannot be a
+/// header value).
+fn identity_headers(h: &mut HeaderMap, principal: u64, key: u64, role: &str) {
+    h.clear();
     h.insert(X_KEYWARD_PRINCIPAL, HeaderValue::from(principal));
     h.insert(X_KEYWARD_KEY, HeaderValue::from(key));
     if let Some(r) = role_header(role) {
         h.insert(X_KEYWARD_ROLE, r);
     }
-    h
 }
 
 thread_local! {
@@ -1271,17 +1239,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn identity_headers_carry_each_value_under_its_name() {
-        for _ in 0..2 {
-            // Twice: each call clones the template, which the first call must not have changed.
-            let h = identity_headers(17, 42, "member");
-            assert_eq!(h.len(), 3);
-            assert_eq!(h[X_KEYWARD_PRINCIPAL], "17");
-            assert_eq!(h[X_KEYWARD_KEY], "42");
-            assert_eq!(h[X_KEYWARD_ROLE], "member");
-        }
-        let h = identity_headers(1, 2, "bad\nrole");
+    fn identity_headers_replace_the_request_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Basic c2VjcmV0Og=="),
+        );
+        h.insert(X_KEYWARD_ROLE, HeaderValue::from_static("forged"));
+        identity_headers(&mut h, 17, 42, "member");
+        assert_eq!(h.len(), 3);
+        assert_eq!(h[X_KEYWARD_PRINCIPAL], "17");
+        assert_eq!(h[X_KEYWARD_KEY], "42");
+        assert_eq!(h[X_KEYWARD_ROLE], "member");
+        // A role that cannot be a header value is left out, not kept from before.
+        identity_headers(&mut h, 1, 2, "bad\nrole");
         assert_eq!((h.len(), h.get(X_KEYWARD_ROLE)), (2, None));
-        assert_eq!(identity_headers(3, 4, "owner")[X_KEYWARD_ROLE], "owner");
+        identity_headers(&mut h, 3, 4, "owner");
+        assert_eq!(h[X_KEYWARD_ROLE], "owner");
     }
 }
