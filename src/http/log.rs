@@ -21,6 +21,7 @@ use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::swar::{has_below_or_high, has_zero, lanes, word};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::MakeWriter;
@@ -401,17 +402,6 @@ const BARE: [bool; 256] = {
     t
 };
 
-/// `v` with byte `b` in every lane.
-const fn lanes(b: u8) -> u64 {
-    u64::from_ne_bytes([b; 8])
-}
-
-/// True if some byte of `v` is zero (exact: the borrow can only mark lanes above a zero lane).
-#[inline]
-fn has_zero(v: u64) -> bool {
-    v.wrapping_sub(lanes(1)) & !v & lanes(0x80) != 0
-}
-
 /// True if every byte of `b` is in [`BARE`] (and `b` is not empty): eight bytes per step, the
 /// table for the rest. A decision line's values are ~70 bytes; byte by byte they took a third of
 /// the line's instructions. (The rest padded to one more word took more: a copy of variable
@@ -419,9 +409,7 @@ fn has_zero(v: u64) -> bool {
 fn all_bare(b: &[u8]) -> bool {
     let mut chunks = b.chunks_exact(8);
     for chunk in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        if !word_bare(u64::from_ne_bytes(w)) {
+        if !word_bare(word(chunk)) {
             return false;
         }
     }
@@ -431,13 +419,12 @@ fn all_bare(b: &[u8]) -> bool {
 /// True if every byte of `v` is in [`BARE`].
 #[inline]
 fn word_bare(v: u64) -> bool {
-    // Below `!` (0x21): every lane minus 0x21 borrows into its top bit unless it was >= 0x21
-    // (lanes >= 0x80 are refused by the next test, so their top bit cannot mislead).
-    let low = v.wrapping_sub(lanes(0x21)) & !v & lanes(0x80) != 0;
-    let high = v & lanes(0x80) != 0 || has_zero(v ^ lanes(0x7f));
-    let special =
-        has_zero(v ^ lanes(b'=')) || has_zero(v ^ lanes(b'"')) || has_zero(v ^ lanes(b'\\'));
-    !(low || high || special)
+    // Below `!` (0x21) or not ASCII, DEL, or one of the three specials.
+    !(has_below_or_high(v, 0x21)
+        || has_zero(v ^ lanes(0x7f))
+        || has_zero(v ^ lanes(b'='))
+        || has_zero(v ^ lanes(b'"'))
+        || has_zero(v ^ lanes(b'\\')))
 }
 
 /// Appends `value` as a logfmt value: bare when it can be, quoted and escaped otherwise.

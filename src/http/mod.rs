@@ -17,6 +17,7 @@ pub mod path;
 pub mod routes;
 #[cfg(feature = "server")]
 pub mod server;
+mod swar;
 
 use std::sync::Arc;
 

@@ -5,6 +5,7 @@
 //! segments (`//`), encoded `/` or `\` (`%2F`, `%5C`), a backslash, NUL or other control characters,
 //! malformed percent escapes, and bytes that are not UTF-8 once decoded. One trailing `/` is dropped.
 
+use super::swar::{has_below_or_high, has_zero, lanes, word, zero_lanes};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -107,12 +108,32 @@ const PATH_BYTE: [u8; 256] = {
 /// The checks of [`normalize`] on a path (`/` and more, no trailing `/`) made of visible ASCII
 /// without `%` or `\`; `None` when it has other bytes (it takes the decoding path).
 ///
-/// A first pass, one table lookup a byte, settles the common path (no dot, no empty segment); a
-/// path with a dot or `//` is checked segment by segment, to name its first error.
+/// A first pass, a word of eight bytes at a time (one table lookup a byte for the rest), settles
+/// the common path (no dot, no empty segment); a path with a dot or `//` is checked segment by
+/// segment, to name its first error. (By byte, the first pass took 260 of the ~1,100
+/// instructions from a request's path to its resource.)
 fn plain(raw: &str) -> Option<Result<(), PathError>> {
     let b = raw.as_bytes();
     let (mut after_slash, mut suspect) = (false, false);
-    for &c in b {
+    let mut chunks = b.chunks_exact(8);
+    for chunk in &mut chunks {
+        let v = word(chunk);
+        if has_below_or_high(v, 0x21)
+            || has_zero(v ^ lanes(0x7f))
+            || has_zero(v ^ lanes(b'%'))
+            || has_zero(v ^ lanes(b'\\'))
+        {
+            return None;
+        }
+        // A slash right after a slash (in this word, or this word's first after the last one's
+        // last), or any dot.
+        let slashes = zero_lanes(v ^ lanes(b'/'));
+        suspect |= slashes & (slashes << 8) != 0
+            || (after_slash && slashes & 0x80 != 0)
+            || has_zero(v ^ lanes(b'.'));
+        after_slash = slashes >> 63 != 0;
+    }
+    for &c in chunks.remainder() {
         match PATH_BYTE[usize::from(c)] {
             PLAIN_BYTE => after_slash = false,
             SLASH => {
@@ -212,6 +233,13 @@ mod tests {
             ("/api/%2E./admin", Err(PathError::DotSegment)),
             ("/api/.%2e", Err(PathError::DotSegment)),
             ("/api//orgs", Err(PathError::EmptySegment)),
+            // Across the first pass's eight-byte words: `//` split by a word's end, a dot
+            // segment in the second word, a dot inside a name, a trailing `//`.
+            ("/aaaaaa//bbbbbbb", Err(PathError::EmptySegment)),
+            ("/aaaaaaaaaaaaaa/../x", Err(PathError::DotSegment)),
+            ("/aaaaaaa.bbbbbbbbb", Ok("/aaaaaaa.bbbbbbbbb")),
+            ("/aaaaaaaaaaaaa//", Err(PathError::EmptySegment)),
+            ("/aaaaaaaaaaaaaaa\\x", Err(PathError::ForbiddenCharacter)),
             ("/api/orgs%2F6", Err(PathError::EncodedSeparator)),
             ("/api/orgs%2f6", Err(PathError::EncodedSeparator)),
             ("/api/orgs%5C6", Err(PathError::EncodedSeparator)),
@@ -235,7 +263,7 @@ mod tests {
         /// The one-pass check of plain paths gives what decoding them gives.
         #[test]
         fn the_plain_path_check_agrees_with_decoding(
-            raw in proptest::prop_oneof!["/[a./]{0,12}", "/[a./%2eF\\ ]{0,12}"]
+            raw in proptest::prop_oneof!["/[a./]{0,40}", "/[a./%2eF\\ ]{0,40}", "/[a/]{0,30}"]
         ) {
             let raw = raw.strip_suffix('/').filter(|r| !r.is_empty()).unwrap_or(&raw);
             if let Some(checked) = plain(raw) {

@@ -1106,9 +1106,10 @@ fn forward_auth(
             event.log_at(&shared.opts.decision_sink, Some(started_at + took));
         }
     }
-    // Answer (after the log line: the time to decide is the decision's alone).
+    // Answer (after the log line: the time to decide is the decision's alone). The decision is
+    // read where it lies (moving its ~200 bytes out of the enum was a copy per request).
     match decision {
-        HttpDecision::Allow(allow, target) => {
+        HttpDecision::Allow(ref allow, ref target) => {
             // The request's header map, emptied, holds the answer's: hyper parses the
             // connection's next request into the answer's map, and the request's has room for
             // a request's headers (a map made for three grew on every request there).
