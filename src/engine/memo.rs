@@ -339,13 +339,15 @@ impl Memo {
     }
 
     /// Calls `f` with this thread's memoised reading of `tag` under `generation`, if there is one
-    /// and its key entry is still the cache's.
-    pub(crate) fn with<R>(
+    /// and its key entry is still the cache's; false if there is none. (`f` leaves its result
+    /// where the caller wants it: passed back out through the thread-local's closure, a decision
+    /// was copied three times.)
+    pub(crate) fn with(
         &self,
         tag: &Tag,
         generation: u64,
-        f: impl FnOnce(&CachedKey, Claim<'_>) -> R,
-    ) -> Option<R> {
+        f: impl FnOnce(&CachedKey, Claim<'_>),
+    ) -> bool {
         MEMOS
             .try_with(|memos| {
                 let mut memos = memos.try_borrow_mut().ok()?;
@@ -376,10 +378,12 @@ impl Memo {
                     email: rare.and_then(|r| r.email.as_deref()),
                     workspace: rare.and_then(|r| r.workspace.as_deref()),
                 };
-                Some(f(&e.key, claim))
+                f(&e.key, claim);
+                Some(())
             })
             .ok()
             .flatten()
+            .is_some()
     }
 
     /// Remembers, in this thread's memo, what `tag`'s headers read as under `generation`: `p`, whose
@@ -506,6 +510,18 @@ fn part(h: &mut SipHasher24, bytes: Option<&[u8]>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `f` makes of `t`'s memoised reading, if there is one.
+    fn read<R>(
+        m: &Memo,
+        t: &Tag,
+        generation: u64,
+        f: impl FnOnce(&CachedKey, Claim<'_>) -> R,
+    ) -> Option<R> {
+        let mut out = None;
+        m.with(t, generation, |k, c| out = Some(f(k, c)));
+        out
+    }
     use crate::engine::cache::test_key;
     use crate::token::KeyHash;
     use http::HeaderValue;
@@ -585,18 +601,18 @@ mod tests {
         let key = test_key(KeyHash([3; 32]));
         cache.insert_key(Arc::clone(&key), || true);
         m.insert(&t, 1, &p, &key);
-        assert_eq!(m.with(&t, 1, |k, _| k.hash.0[0]), Some(3));
+        assert_eq!(read(&m, &t, 1, |k, _| k.hash.0[0]), Some(3));
         // The cache replaces its entry (a change to the key): the memo's copy is retired.
         cache.insert_key(test_key(KeyHash([3; 32])), || true);
         assert!(key.is_retired());
-        assert_eq!(m.with(&t, 1, |k, _| k.hash.0[0]), None);
+        assert_eq!(read(&m, &t, 1, |k, _| k.hash.0[0]), None);
         assert_eq!(m.len(), 0);
         assert_eq!(Arc::strong_count(&key), 1, "the memo let go of it");
         // An entry the cache refused (a mutation committed meanwhile) is never used from the memo.
         let refused = test_key(KeyHash([4; 32]));
         cache.insert_key(Arc::clone(&refused), || false);
         m.insert(&t, 1, &p, &refused);
-        assert_eq!(m.with(&t, 1, |_, _| ()), None);
+        assert_eq!(read(&m, &t, 1, |_, _| ()), None);
     }
 
     #[test]
@@ -669,7 +685,7 @@ mod tests {
             return;
         }
         for (i, t) in tags.iter().enumerate() {
-            let got = m.with(t, 1, |k, c| (k.hash.0[0], c.email.map(str::to_owned)));
+            let got = read(&m, t, 1, |k, c| (k.hash.0[0], c.email.map(str::to_owned)));
             assert_eq!(
                 got,
                 Some(((i % 251) as u8, (i % 2 == 1).then(|| email(i)))),
@@ -696,7 +712,7 @@ mod tests {
         let round = || {
             let mut misses = 0;
             for t in &tags {
-                if m.with(t, 1, |_, _| ()).is_none() {
+                if read(&m, t, 1, |_, _| ()).is_none() {
                     misses += 1;
                     m.insert(t, 1, &p, &key);
                 }
@@ -728,7 +744,7 @@ mod tests {
                 .tag(&styles(), &headers(&format!("Bearer {i}"), None), None)
                 .expect("tag");
             m.insert(&t, 1, &p, &key);
-            if let Some(found) = m.with(&t, 1, |k, c| (k.hash == hash, c.style)) {
+            if let Some(found) = read(&m, &t, 1, |k, c| (k.hash == hash, c.style)) {
                 assert_eq!(found, (true, Style::Bearer));
                 entered.push(i);
             }
@@ -754,15 +770,15 @@ mod tests {
             )
             .expect("tag");
         let before = m.len();
-        assert!(m.with(&t, 2, |_, _| ()).is_none(), "another generation");
+        assert!(read(&m, &t, 2, |_, _| ()).is_none(), "another generation");
         assert_eq!(m.len(), before - 1);
-        assert!(m.with(&t, 1, |_, _| ()).is_none(), "dropped");
+        assert!(read(&m, &t, 1, |_, _| ()).is_none(), "dropped");
         // Another thread has a memo of its own.
         let t = m
             .tag(&styles(), &headers("Bearer 0", None), None)
             .expect("tag");
         std::thread::scope(|s| {
-            s.spawn(|| assert!(m.with(&t, 1, |_, _| ()).is_none()));
+            s.spawn(|| assert!(read(&m, &t, 1, |_, _| ()).is_none()));
         });
     }
 }

@@ -461,11 +461,12 @@ impl Engine {
     ) -> Decision {
         // A credential read before: straight to its key entry and the checks (see `memo`).
         if let Some(tag) = &tag {
-            let hit = self.memo.with(tag, state.generation, |key, claim| {
+            let mut hit = None;
+            self.memo.with(tag, state.generation, |key, claim| {
                 // The tag matched the credential this entry was found for: no hash to compare.
-                self.decide_warm(state, claim, None, key, req, now)
+                hit = self.decide_warm(state, claim, None, key, req, now);
             });
-            if let Some(Some(decision)) = hit {
+            if let Some(decision) = hit {
                 return decision;
             }
         }

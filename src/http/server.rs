@@ -290,6 +290,8 @@ struct Shared {
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
     opts: ServeOptions,
+    /// The lengths of the original method and URI header names, a bit each (see [`original`]).
+    original_name_lengths: u64,
     reload: Reloader,
     /// The admin API, nested under `opts.admin_prefix`.
     #[cfg(feature = "admin")]
@@ -405,10 +407,16 @@ impl Server {
         let admin = opts.admin_prefix.as_deref().map(|prefix| {
             axum::Router::new().nest(prefix, crate::http::admin::router(Arc::clone(&engine)))
         });
+        let original_name_lengths = opts
+            .original_uri_headers
+            .iter()
+            .chain(&opts.original_method_headers)
+            .fold(0, |m, n| m | name_length_bit(n.as_str().len()));
         let shared = Arc::new(Shared {
             engine,
             metrics,
             opts,
+            original_name_lengths,
             reload,
             #[cfg(feature = "admin")]
             admin,
@@ -953,6 +961,11 @@ struct Original<'a> {
     query: Option<&'a str>,
 }
 
+/// A header name's length as a bit of a mask (none for 64 bytes and more: such names are compared).
+fn name_length_bit(len: usize) -> u64 {
+    1u64.checked_shl(len as u32).unwrap_or(0)
+}
+
 /// The original method and URI from the configured headers. All configured headers present must
 /// agree (see the module's invariant). One pass over the request's headers (a proxy sends few).
 fn original<'a>(shared: &Shared, req: &'a Request<Incoming>) -> Result<Original<'a>, &'static str> {
@@ -963,20 +976,16 @@ fn original<'a>(shared: &Shared, req: &'a Request<Incoming>) -> Result<Original<
     );
     // Most of a request's headers are none of these: a mask of the names' lengths turns them
     // away before any text is compared.
-    let bit = |len: usize| 1u64.checked_shl(len as u32).unwrap_or(0);
-    let lengths = uri_names
-        .iter()
-        .chain(method_names)
-        .fold(0, |m, n| m | bit(n.as_str().len()));
+    let lengths = shared.original_name_lengths;
     let is = |names: &[HeaderName], name: &str| names.iter().any(|n| n.as_str() == name);
     for (name, value) in req.headers() {
         let name = name.as_str();
-        if lengths & bit(name.len()) == 0 && name.len() < 64 {
+        if lengths & name_length_bit(name.len()) == 0 && name.len() < 64 {
             continue;
         }
         let slot = if is(uri_names, name) {
             &mut uri
-        } else if is(&shared.opts.original_method_headers, name) {
+        } else if is(method_names, name) {
             &mut method
         } else {
             continue;
