@@ -19,23 +19,18 @@ thread_local! {
 
 /// The time since the Unix epoch at the monotonic reading `at` (taken by this thread moments ago).
 pub(crate) fn since_epoch(at: Instant) -> Duration {
-    let kept = ANCHOR
-        .try_with(Cell::get)
-        .ok()
-        .flatten()
-        .filter(|(mono, _)| {
-            at.checked_duration_since(*mono)
-                .is_some_and(|d| d < ANCHOR_FOR)
-        });
-    let (mono, wall) = kept.unwrap_or_else(|| {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let pair = (Instant::now(), wall);
-        let _ = ANCHOR.try_with(|a| a.set(Some(pair)));
-        pair
-    });
-    // `at` is at or after `mono` for a kept pair; a fresh pair was read after `at`.
+    if let Ok(Some((mono, wall))) = ANCHOR.try_with(Cell::get) {
+        if let Some(after) = at.checked_duration_since(mono) {
+            if after < ANCHOR_FOR {
+                return wall + after;
+            }
+        }
+    }
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mono = Instant::now();
+    let _ = ANCHOR.try_with(|a| a.set(Some((mono, wall))));
     match at.checked_duration_since(mono) {
         Some(after) => wall + after,
         None => wall.saturating_sub(mono.duration_since(at)),

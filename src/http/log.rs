@@ -96,16 +96,11 @@ fn write_line(
         }
     };
     line.push_str(&stamp);
-    let micros = now.subsec_micros();
     line.push('.');
-    for div in [100_000, 10_000, 1_000, 100, 10, 1] {
-        line.push(char::from(b'0' + (micros / div % 10) as u8));
-    }
-    line.push_str("Z ");
-    line.push_str(level_text(level));
-    line.push(' ');
-    line.push_str(TARGET);
-    line.push(':');
+    // Six digits of microseconds: a seventh leading one keeps the zeros, and is left out.
+    let mut digits = itoa::Buffer::new();
+    line.push_str(&digits.format(now.subsec_micros() + 1_000_000)[1..]);
+    line.push_str(after_time(level));
     fields(line);
     line.push('\n');
 }
@@ -333,13 +328,14 @@ impl DecisionEvent<'_> {
     }
 }
 
-fn level_text(level: Level) -> &'static str {
+/// What follows a line's time: `Z`, the level and the target (one copy instead of five).
+fn after_time(level: Level) -> &'static str {
     match level {
-        Level::ERROR => "ERROR",
-        Level::WARN => " WARN",
-        Level::INFO => " INFO",
-        Level::DEBUG => "DEBUG",
-        Level::TRACE => "TRACE",
+        Level::ERROR => "Z ERROR keyward::decision:",
+        Level::WARN => "Z  WARN keyward::decision:",
+        Level::INFO => "Z  INFO keyward::decision:",
+        Level::DEBUG => "Z DEBUG keyward::decision:",
+        Level::TRACE => "Z TRACE keyward::decision:",
     }
 }
 
@@ -1103,6 +1099,37 @@ mod tests {
             " WARN keyward::decision: outcome=deny reason=bad_original_request \
              detail=\"the original method is invalid\""
         );
+    }
+
+    #[test]
+    fn a_line_starts_with_its_time_to_the_microsecond() {
+        for (nanos, want) in [
+            (5_000, ".000005Z"),
+            (0, ".000000Z"),
+            (999_999_999, ".999999Z"),
+        ] {
+            let mut line = String::new();
+            let at = std::time::Duration::new(1_795_420_800, nanos);
+            write_line(&mut line, Level::INFO, Some(at), |l| l.push_str(" x=1"));
+            assert_eq!(
+                line,
+                format!("2026-11-23T08:00:00{want}  INFO keyward::decision: x=1\n")
+            );
+        }
+    }
+
+    #[test]
+    fn every_level_names_the_target() {
+        for level in [
+            Level::ERROR,
+            Level::WARN,
+            Level::INFO,
+            Level::DEBUG,
+            Level::TRACE,
+        ] {
+            let text = after_time(level);
+            assert_eq!(text, format!("Z {level:>5} {TARGET}:"));
+        }
     }
 
     #[test]

@@ -1009,8 +1009,8 @@ fn original<'a>(shared: &Shared, req: &'a Request<Incoming>) -> Result<Original<
         }
         None => req.method().clone(),
     };
-    let (path, query) = match uri.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
+    let (path, query) = match super::swar::find(uri.as_bytes(), b'?') {
+        Some(at) => (&uri[..at], Some(&uri[at + 1..])),
         None => (uri, None),
     };
     Ok(Original {

@@ -33,6 +33,26 @@ pub(crate) fn has_below_or_high(v: u64, n: u8) -> bool {
     v.wrapping_sub(lanes(n)) & !v & lanes(0x80) != 0 || v & lanes(0x80) != 0
 }
 
+/// The position of the first `b` in `bytes` (for short texts: `memchr`'s setup cost more than
+/// the search on a request's URI).
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub(crate) fn find(bytes: &[u8], b: u8) -> Option<usize> {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let hits = zero_lanes(word(chunk) ^ lanes(b));
+        if hits != 0 {
+            return Some(at + hits.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == b)
+        .map(|i| at + i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +72,12 @@ mod tests {
         // Every zero lane is marked, whatever its neighbours.
         let v = word(&[0, 1, 0, 0xff, 0, 0x80, 0x7f, 0]);
         assert_eq!(zero_lanes(v), 0x80 | 0x80 << 16 | 0x80 << 32 | 0x80 << 56);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn find_agrees_with_position(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), b: u8) {
+            proptest::prop_assert_eq!(find(&bytes, b), bytes.iter().position(|&c| c == b));
+        }
     }
 }
