@@ -40,8 +40,8 @@ struct Compiled {
 
 enum Part {
     Literal(String),
-    /// A path parameter: its name, and its position among the route path's parameters.
-    Path(String, usize),
+    /// A path parameter, by name.
+    Path(String),
     Query(String),
 }
 
@@ -78,12 +78,7 @@ impl RouteTable {
                     .iter()
                     .map(|p| match p {
                         TemplatePart::Literal(l) => Part::Literal(l.clone()),
-                        TemplatePart::Path(n) => Part::Path(
-                            n.clone(),
-                            param_names(&route.path)
-                                .position(|p| p == n.as_str())
-                                .unwrap_or(usize::MAX),
-                        ),
+                        TemplatePart::Path(n) => Part::Path(n.clone()),
                         TemplatePart::Query(n) => Part::Query(n.clone()),
                     })
                     .collect(),
@@ -137,12 +132,10 @@ impl RouteTable {
         for part in &route.resource {
             match part {
                 Part::Literal(l) => resource.push_str(l),
-                Part::Path(name, at) => {
-                    // By position, confirmed by name (by name alone when they disagree).
-                    let v = match found.params.iter().nth(*at) {
-                        Some((k, v)) if k == name.as_str() => v,
-                        _ => found.params.get(name.as_str()).ok_or(RouteMiss::NoRoute)?,
-                    };
+                Part::Path(name) => {
+                    // By name (the checker refused a name twice in a path): `get` checks one
+                    // text's UTF-8, where walking the parameters checked each name's and value's.
+                    let v = found.params.get(name.as_str()).ok_or(RouteMiss::NoRoute)?;
                     push_value(&mut resource, name, v)?;
                 }
                 Part::Query(name) => {
@@ -165,24 +158,59 @@ impl RouteTable {
     }
 }
 
-/// The names of a `matchit` path template's parameters (`{name}`, `{*name}`), in order.
-fn param_names(path: &str) -> impl Iterator<Item = &str> {
-    path.split('{')
-        .skip(1)
-        .filter_map(|rest| rest.split_once('}'))
-        .map(|(name, _)| name.trim_start_matches('*'))
+/// True if `c` would change a resource's shape (a separator) or has no place in one.
+fn shape_changing(c: char) -> bool {
+    c == '/' || c == ':' || c.is_whitespace() || c.is_control()
+}
+
+/// [`shape_changing`] for any character of `v`: one pass over the bytes, where every ASCII
+/// whitespace or control character is at most a space or DEL; characters beyond ASCII (Unicode
+/// has spaces and controls there) are checked one by one.
+fn has_shape_changing(v: &str) -> bool {
+    let (mut ascii, mut bad) = (true, false);
+    for b in v.bytes() {
+        ascii &= b < 0x80;
+        bad |= b <= b' ' || b == 0x7f || b == b'/' || b == b':';
+    }
+    bad || (!ascii && v.chars().any(shape_changing))
 }
 
 fn push_value(out: &mut NameBuf, name: &str, v: &str) -> Result<(), RouteMiss> {
-    let shape_changing = |c: char| c == '/' || c == ':' || c.is_whitespace() || c.is_control();
-    let bad = if v.is_ascii() {
-        v.bytes().any(|b| shape_changing(char::from(b)))
-    } else {
-        v.chars().any(shape_changing)
-    };
-    if v.is_empty() || v.len() > 256 || bad {
+    if v.is_empty() || v.len() > 256 || has_shape_changing(v) {
         return Err(RouteMiss::BadParameter(name.to_string()));
     }
     out.push_str(v);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// The byte pass agrees with the character check, ASCII or not.
+        #[test]
+        fn the_byte_pass_agrees_with_the_characters(
+            v in proptest::prop_oneof!["[a-z0-9:/ \t\u{7f}\u{1}]{0,12}", "\\PC{0,8}", ".{0,8}"]
+        ) {
+            proptest::prop_assert_eq!(has_shape_changing(&v), v.chars().any(shape_changing));
+        }
+    }
+
+    #[test]
+    fn separators_spaces_and_controls_are_refused() {
+        for (v, bad) in [
+            ("42", false),
+            ("café", false),
+            ("a/b", true),
+            ("a:b", true),
+            ("a b", true),
+            ("a\u{7f}", true),
+            ("a\u{a0}b", true),  // no-break space
+            ("a\u{85}b", true),  // a C1 control
+            ("a\u{2028}", true), // line separator
+        ] {
+            assert_eq!(has_shape_changing(v), bad, "{v:?}");
+        }
+    }
 }
