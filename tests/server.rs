@@ -201,6 +201,16 @@ fn seed_platform_email_and_key_in_basic() {
             // Scope, action and resource only with `detail_headers`.
             assert_eq!(r.header("x-keyward-action"), None);
             assert_eq!(r.header("x-keyward-scope"), None);
+            // The answer is built in the request's header map: none of the request's headers
+            // (the credential least of all) may come back with it.
+            for asked in [
+                "authorization",
+                "x-original-method",
+                "x-original-uri",
+                "host",
+            ] {
+                assert_eq!(r.header(asked), None, "{asked} in the answer to {uri}");
+            }
         } else {
             assert!(r.body.contains(&format!("\"code\":\"{what}\"")), "{r:?}");
         }

@@ -339,51 +339,41 @@ impl Memo {
     }
 
     /// Calls `f` with this thread's memoised reading of `tag` under `generation`, if there is one
-    /// and its key entry is still the cache's; false if there is none. (`f` leaves its result
-    /// where the caller wants it: passed back out through the thread-local's closure, a decision
-    /// was copied three times.)
-    pub(crate) fn with(
-        &self,
-        tag: &Tag,
-        generation: u64,
-        f: impl FnOnce(&CachedKey, Claim<'_>),
-    ) -> bool {
-        MEMOS
-            .try_with(|memos| {
-                let mut memos = memos.try_borrow_mut().ok()?;
-                let mine = memos.iter_mut().find(|m| m.memo == self.id)?;
-                let at = mine.set(tag.lo);
-                let set = &mut mine.sets[at];
-                let w = set.find(tag.lo)?;
-                let e = set.ways[w].as_mut()?;
-                if !bool::from(e.hi.ct_eq(&tag.hi)) {
-                    return None;
-                }
-                // The owner entry's header and first binding, loading beside the key entry.
-                prefetch_owner(mine.owners[at * WAYS + w]);
-                let style = e.style();
-                if e.generation() != generation || e.key.is_retired() || style.is_none() {
-                    // Of no further use, and it holds the old key entry: free the slot.
-                    set.ways[w] = None;
-                    mine.rare[at * WAYS + w] = None;
-                    return None;
-                }
-                e.stamp |= USED;
-                let rare = match e.stamp & RARE {
-                    0 => None,
-                    _ => mine.rare[at * WAYS + w].as_deref(),
-                };
-                let claim = Claim {
-                    style: style?,
-                    email: rare.and_then(|r| r.email.as_deref()),
-                    workspace: rare.and_then(|r| r.workspace.as_deref()),
-                };
-                f(&e.key, claim);
-                Some(())
-            })
-            .ok()
-            .flatten()
-            .is_some()
+    /// and its key entry is still the cache's. (`f` leaves its result where the caller wants it:
+    /// passed back out through the thread-local's closure, a decision was copied three times.)
+    pub(crate) fn with(&self, tag: &Tag, generation: u64, f: impl FnOnce(&CachedKey, Claim<'_>)) {
+        let _ = MEMOS.try_with(|memos| {
+            let mut memos = memos.try_borrow_mut().ok()?;
+            let mine = memos.iter_mut().find(|m| m.memo == self.id)?;
+            let at = mine.set(tag.lo);
+            let set = &mut mine.sets[at];
+            let w = set.find(tag.lo)?;
+            let e = set.ways[w].as_mut()?;
+            if !bool::from(e.hi.ct_eq(&tag.hi)) {
+                return None;
+            }
+            // The owner entry's header and first binding, loading beside the key entry.
+            prefetch_owner(mine.owners[at * WAYS + w]);
+            let style = e.style();
+            if e.generation() != generation || e.key.is_retired() || style.is_none() {
+                // Of no further use, and it holds the old key entry: free the slot.
+                set.ways[w] = None;
+                mine.rare[at * WAYS + w] = None;
+                return None;
+            }
+            e.stamp |= USED;
+            let rare = match e.stamp & RARE {
+                0 => None,
+                _ => mine.rare[at * WAYS + w].as_deref(),
+            };
+            let claim = Claim {
+                style: style?,
+                email: rare.and_then(|r| r.email.as_deref()),
+                workspace: rare.and_then(|r| r.workspace.as_deref()),
+            };
+            f(&e.key, claim);
+            Some(())
+        });
     }
 
     /// Remembers, in this thread's memo, what `tag`'s headers read as under `generation`: `p`, whose
@@ -510,6 +500,9 @@ fn part(h: &mut SipHasher24, bytes: Option<&[u8]>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::cache::test_key;
+    use crate::token::KeyHash;
+    use http::HeaderValue;
 
     /// What `f` makes of `t`'s memoised reading, if there is one.
     fn read<R>(
@@ -522,9 +515,6 @@ mod tests {
         m.with(t, generation, |k, c| out = Some(f(k, c)));
         out
     }
-    use crate::engine::cache::test_key;
-    use crate::token::KeyHash;
-    use http::HeaderValue;
 
     fn styles() -> Styles {
         Styles {

@@ -47,11 +47,11 @@ thread_local! {
     /// The line being built (for lines that are not staged).
     static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
     /// The last whole second formatted, with its `YYYY-MM-DDTHH:MM:SS`.
-    static STAMP: Cell<(u64, Stamp)> = const { Cell::new((u64::MAX, Stamp::new_const())) };
+    static STAMP: Cell<Option<(u64, Stamp)>> = const { Cell::new(None) };
 }
 
-/// A second as `YYYY-MM-DDTHH:MM:SS`.
-type Stamp = arrayvec::ArrayString<19>;
+/// A second as `YYYY-MM-DDTHH:MM:SS` (room for any year a `u64` of seconds reaches).
+type Stamp = arrayvec::ArrayString<32>;
 
 /// Builds one line in this thread's buffer (see [`write_line`]) and hands it to `out`. Does nothing
 /// when re-entered from a writer that logs.
@@ -86,12 +86,12 @@ fn write_line(
     });
     let secs = now.as_secs();
     let stamp = match STAMP.try_with(Cell::get) {
-        Ok((second, stamp)) if second == secs => stamp,
+        Ok(Some((second, stamp))) if second == secs => stamp,
         _ => {
-            let mut text = String::with_capacity(19);
+            let mut text = String::with_capacity(Stamp::new_const().capacity());
             civil_time(secs, &mut text);
             let stamp = Stamp::from(&text).unwrap_or_default();
-            let _ = STAMP.try_with(|s| s.set((secs, stamp)));
+            let _ = STAMP.try_with(|s| s.set(Some((secs, stamp))));
             stamp
         }
     };
@@ -1139,6 +1139,17 @@ mod tests {
             push_u64(&mut s, v);
             assert_eq!(s, v.to_string());
         }
+    }
+
+    #[test]
+    fn the_last_second_a_u64_holds_has_its_stamp() {
+        let mut line = String::new();
+        let at = std::time::Duration::from_secs(u64::MAX);
+        write_line(&mut line, Level::INFO, Some(at), |_| {});
+        assert!(
+            line.starts_with("584554051223-11-09T07:00:15.000000Z  INFO"),
+            "{line}"
+        );
     }
 
     #[test]
