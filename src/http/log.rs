@@ -21,7 +21,7 @@ use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::swar::{has_below_or_high, has_zero, lanes, word};
+use super::swar::{all_visible, has_zero, lanes, word};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::MakeWriter;
@@ -415,12 +415,9 @@ fn all_bare(b: &[u8]) -> bool {
 /// True if every byte of `v` is in [`BARE`].
 #[inline]
 fn word_bare(v: u64) -> bool {
-    // Below `!` (0x21) or not ASCII, DEL, or one of the three specials.
-    !(has_below_or_high(v, 0x21)
-        || has_zero(v ^ lanes(0x7f))
-        || has_zero(v ^ lanes(b'='))
-        || has_zero(v ^ lanes(b'"'))
-        || has_zero(v ^ lanes(b'\\')))
+    // Visible ASCII, and none of the three specials.
+    all_visible(v)
+        && !(has_zero(v ^ lanes(b'=')) || has_zero(v ^ lanes(b'"')) || has_zero(v ^ lanes(b'\\')))
 }
 
 /// Appends `value` as a logfmt value: bare when it can be, quoted and escaped otherwise.

@@ -5,7 +5,7 @@
 //! segments (`//`), encoded `/` or `\` (`%2F`, `%5C`), a backslash, NUL or other control characters,
 //! malformed percent escapes, and bytes that are not UTF-8 once decoded. One trailing `/` is dropped.
 
-use super::swar::{has_below_or_high, has_zero, lanes, word, zero_lanes};
+use super::swar::{all_visible, has_zero, lanes, word, zero_lanes};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -118,11 +118,7 @@ fn plain(raw: &str) -> Option<Result<(), PathError>> {
     let mut chunks = b.chunks_exact(8);
     for chunk in &mut chunks {
         let v = word(chunk);
-        if has_below_or_high(v, 0x21)
-            || has_zero(v ^ lanes(0x7f))
-            || has_zero(v ^ lanes(b'%'))
-            || has_zero(v ^ lanes(b'\\'))
-        {
+        if !all_visible(v) || has_zero(v ^ lanes(b'%')) || has_zero(v ^ lanes(b'\\')) {
             return None;
         }
         // A slash right after a slash (in this word, or this word's first after the last one's

@@ -27,10 +27,14 @@ pub(crate) fn zero_lanes(v: u64) -> u64 {
     !(((v & lanes(0x7f)).wrapping_add(lanes(0x7f))) | v) & lanes(0x80)
 }
 
-/// True if some byte of `v` is below `n` (`n` at most 0x80) or at least 0x80.
+/// True if every byte of `v` is visible ASCII (`!` to `~`): the first test both the path check and
+/// the log's value check make.
 #[inline]
-pub(crate) fn has_below_or_high(v: u64, n: u8) -> bool {
-    v.wrapping_sub(lanes(n)) & !v & lanes(0x80) != 0 || v & lanes(0x80) != 0
+pub(crate) fn all_visible(v: u64) -> bool {
+    // Below `!`: a lane minus 0x21 borrows into its top bit unless it was >= 0x21 (lanes >= 0x80
+    // are refused by the second test, so their top bit cannot mislead); then DEL.
+    let below = v.wrapping_sub(lanes(0x21)) & !v & lanes(0x80) != 0;
+    !(below || v & lanes(0x80) != 0 || has_zero(v ^ lanes(0x7f)))
 }
 
 /// The position of the first `b` in `bytes` (for short texts: `memchr`'s setup cost more than
@@ -66,7 +70,7 @@ mod tests {
                 let v = word(&bytes);
                 assert_eq!(has_zero(v), b == 0, "{b:#x} at {at}");
                 assert_eq!(zero_lanes(v), if b == 0 { 0x80 << (8 * at) } else { 0 });
-                assert_eq!(has_below_or_high(v, 0x21), !(0x21..0x80).contains(&b));
+                assert_eq!(all_visible(v), (0x21..0x7f).contains(&b), "{b:#x} at {at}");
             }
         }
         // Every zero lane is marked, whatever its neighbours.
